@@ -1,0 +1,651 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Publish and RPC: route, then hand each local target to the worker pool.
+ *
+ * Design notes
+ * ------------
+ * A publish copies the message once into a reference-counted nti_msg that
+ * every target's task shares.  All local targets of one publish are pushed
+ * as one chain onto the ordered queue chosen by hash(sender, object, id),
+ * all or nothing: a full queue returns NT_EAGAIN and delivers to nobody,
+ * and notifications with the same (sender, object, id) start in publish
+ * order.
+ *
+ * An RPC creates a pending call with one slot per target, then pushes one
+ * request task per local target onto the shared queue (all or nothing).  A
+ * worker opens a reply handle bound to (call, slot) and runs the handler;
+ * answering fills the slot from whatever thread answers.  The synchronous
+ * caller sleeps on a waiter that the last filled slot wakes.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "node.h"
+
+typedef struct nti_msg {
+    _Atomic unsigned refs;
+    uint64_t id;
+    size_t len;
+    const char *object, *cmd, *from;
+    const void *data;
+    char buf[];
+} nti_msg;
+
+static nti_msg *
+msg_alloc(const char *object, uint64_t id, const char *cmd,
+          const char *from, const void *data, size_t len)
+{
+    size_t lo = strlen(object) + 1, lc = strlen(cmd) + 1,
+           lf = strlen(from) + 1;
+    nti_msg *m = malloc(sizeof(*m) + lo + lc + lf + len);
+    if (m == NULL) {
+        return NULL;
+    }
+    atomic_init(&m->refs, 1);
+    char *p = m->buf;
+    m->object = memcpy(p, object, lo);
+    p += lo;
+    m->cmd = memcpy(p, cmd, lc);
+    p += lc;
+    m->from = memcpy(p, from, lf);
+    p += lf;
+    if (len > 0) {
+        memcpy(p, data, len);
+    }
+    m->data = len > 0 ? p : NULL;
+    m->len = len;
+    m->id = id;
+    return m;
+}
+
+static void
+msg_hold(nti_msg *m)
+{
+    atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
+}
+
+static void
+msg_rele(nti_msg *m)
+{
+    if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1) {
+        free(m);
+    }
+}
+
+static void
+msg_view(const nti_msg *m, nt_msg *v)
+{
+    v->object = m->object;
+    v->id = m->id;
+    v->cmd = m->cmd;
+    v->data = m->data;
+    v->len = m->len;
+    v->from = m->from;
+}
+
+static void
+reg_leave(nt_node *n, nti_reg *r)
+{
+    if (atomic_fetch_sub(&r->active, 1) == 1 && atomic_load(&r->removed)) {
+        nti_node_reg_idle(n);
+    }
+}
+
+/* Counts the caller in reg->active unless the registration was removed.
+ * See node.c for the protocol.  Backing out must wake a remover too: it
+ * may have seen our increment and be waiting for it to go away. */
+static bool
+reg_enter(nt_node *n, nti_reg *r)
+{
+    atomic_fetch_add(&r->active, 1);
+    if (atomic_load(&r->removed)) {
+        reg_leave(n, r);
+        return false;
+    }
+    return true;
+}
+
+/* ---- Notifications --------------------------------------------------- */
+
+typedef struct {
+    nti_task task;
+    nt_node *node;
+    nti_reg *reg;
+    nti_msg *msg;
+} notify_task;
+
+static void
+notify_free(notify_task *t)
+{
+    nti_reg_rele(t->reg);
+    msg_rele(t->msg);
+    free(t);
+}
+
+static void
+notify_run(nti_task *task)
+{
+    notify_task *t = (notify_task *)task;
+    nt_node *n = t->node;
+    if (reg_enter(n, t->reg)) {
+        nt_msg v;
+        msg_view(t->msg, &v);
+        t->reg->nfn(t->reg->dest, &v);
+        reg_leave(n, t->reg);
+        atomic_fetch_add_explicit(&n->ctr.delivered, 1,
+                                  memory_order_relaxed);
+    } else {
+        atomic_fetch_add_explicit(&n->ctr.dropped_unreg, 1,
+                                  memory_order_relaxed);
+    }
+    notify_free(t);
+}
+
+static void
+notify_drop(nti_task *task)
+{
+    notify_task *t = (notify_task *)task;
+    atomic_fetch_add_explicit(&t->node->ctr.dropped_closed, 1,
+                              memory_order_relaxed);
+    notify_free(t);
+}
+
+static uint64_t
+order_key(const char *from, const char *object, uint64_t id)
+{
+    uint64_t h = nti_hash_str(0, from);
+    h = nti_hash_combine(h, nti_hash_str(1, object));
+    return nti_hash_combine(h, id);
+}
+
+static void
+task_chain_free(nti_task *head, void (*fn)(nti_task *))
+{
+    while (head != NULL) {
+        nti_task *next = head->next;
+        fn(head);
+        head = next;
+    }
+}
+
+static void
+notify_discard(nti_task *task)
+{
+    notify_free((notify_task *)task);
+}
+
+int
+nti_deliver_notify(nt_node *n, const char *object, uint64_t id,
+                   const char *cmd, const void *data, size_t len,
+                   const char *from, nti_targets *t)
+{
+    nti_msg *m = msg_alloc(object, id, cmd, from, data, len);
+    if (m == NULL) {
+        return NT_ENOMEM;
+    }
+    nti_task *head = NULL, **tail = &head;
+    size_t count = 0;
+    int rv = NT_OK;
+    for (size_t i = 0; i < t->n; i++) {
+        nti_reg *r = t->v[i];
+        if (r->owner->peer != NULL) {
+            continue; /* remote targets go through the transport */
+        }
+        notify_task *nt = malloc(sizeof(*nt));
+        if (nt == NULL) {
+            rv = NT_ENOMEM;
+            break;
+        }
+        nt->task.next = NULL;
+        nt->task.run = notify_run;
+        nt->task.drop = notify_drop;
+        nt->node = n;
+        nti_reg_hold(r);
+        nt->reg = r;
+        msg_hold(m);
+        nt->msg = m;
+        *tail = &nt->task;
+        tail = &nt->task.next;
+        count++;
+    }
+    if (rv == NT_OK && count > 0) {
+        rv = nti_pool_push_chain(n->pool, order_key(from, object, id), head,
+                                 count);
+    }
+    if (rv != NT_OK) {
+        task_chain_free(head, notify_discard);
+        if (rv == NT_EAGAIN) {
+            atomic_fetch_add_explicit(&n->ctr.rejected, 1,
+                                      memory_order_relaxed);
+        }
+    }
+    msg_rele(m);
+    return rv;
+}
+
+static int
+check_call(nt_node *n, const char *object, const char *cmd,
+           const void *data, size_t len)
+{
+    if (!nti_name_ok(object) || !nti_name_ok(cmd) ||
+        (data == NULL && len > 0)) {
+        return NT_EINVAL;
+    }
+    if (n != NULL && len > n->max_payload) {
+        return NT_EMSGSIZE;
+    }
+    return NT_OK;
+}
+
+int
+nt_publish(nt_node *n, const char *object, uint64_t id, const char *cmd,
+           const void *data, size_t len)
+{
+    if (n == NULL) {
+        return NT_EINVAL;
+    }
+    int rv = check_call(n, object, cmd, data, len);
+    if (rv != NT_OK) {
+        return rv;
+    }
+    if (!nti_node_enter(n)) {
+        return NT_ECLOSED;
+    }
+    nti_targets t;
+    nti_targets_init(&t);
+    rv = nti_index_route(n->index, NTI_NOTIFY, object, cmd, id, &n->rng, &t);
+    if (rv == NT_OK) {
+        rv = nti_deliver_notify(n, object, id, cmd, data, len, n->id, &t);
+    }
+    nti_targets_fini(&t);
+    if (rv == NT_OK) {
+        atomic_fetch_add_explicit(&n->ctr.published, 1,
+                                  memory_order_relaxed);
+    }
+    nti_node_leave(n);
+    return rv;
+}
+
+/* ---- RPC ------------------------------------------------------------- */
+
+typedef struct {
+    nti_task task;
+    nt_node *node;
+    nti_reg *reg;
+    nti_msg *msg;
+    nti_call *call;
+    size_t slot;
+} request_task;
+
+typedef struct {
+    nti_reply_s base;
+    nti_call *call;
+    size_t slot;
+} local_reply;
+
+static void
+local_deliver(nti_reply_s *rs, int status, int code, const void *data,
+              size_t len)
+{
+    local_reply *lr = (local_reply *)rs;
+    nti_call_fill(lr->call, lr->slot, status, code, data, len);
+    nti_call_rele(lr->call);
+    free(lr);
+}
+
+static void
+request_free(request_task *t)
+{
+    nti_reg_rele(t->reg);
+    msg_rele(t->msg);
+    nti_call_rele(t->call);
+    free(t);
+}
+
+static void
+request_run(nti_task *task)
+{
+    request_task *t = (request_task *)task;
+    nt_node *n = t->node;
+    local_reply *lr = NULL;
+    nt_reply *h = NULL;
+    if (!reg_enter(n, t->reg)) {
+        atomic_fetch_add_explicit(&n->ctr.dropped_unreg, 1,
+                                  memory_order_relaxed);
+        nti_call_fill(t->call, t->slot, NT_ENOTARGET, 0, NULL, 0);
+        request_free(t);
+        return;
+    }
+    if ((lr = calloc(1, sizeof(*lr))) == NULL) {
+        goto nomem;
+    }
+    lr->base.deliver = local_deliver;
+    lr->base.max_payload = n->max_payload;
+    lr->call = t->call;
+    lr->slot = t->slot;
+    nti_call_hold(t->call);
+    if (nti_reply_open(&n->replies, &lr->base, &h) != NT_OK) {
+        nti_call_rele(t->call);
+        free(lr);
+        goto nomem;
+    }
+    nt_msg v;
+    msg_view(t->msg, &v);
+    atomic_fetch_add_explicit(&n->ctr.rpc_served, 1, memory_order_relaxed);
+    t->reg->rfn(t->reg->dest, &v, h);
+    reg_leave(n, t->reg);
+    request_free(t);
+    return;
+
+nomem:
+    reg_leave(n, t->reg);
+    nti_call_fill(t->call, t->slot, NT_ENOMEM, 0, NULL, 0);
+    request_free(t);
+}
+
+static void
+request_drop(nti_task *task)
+{
+    request_task *t = (request_task *)task;
+    atomic_fetch_add_explicit(&t->node->ctr.dropped_closed, 1,
+                              memory_order_relaxed);
+    nti_call_fill(t->call, t->slot, NT_ECLOSED, 0, NULL, 0);
+    request_free(t);
+}
+
+static void
+request_discard(nti_task *task)
+{
+    request_free((request_task *)task);
+}
+
+/* One routed call in the making. */
+typedef struct {
+    nti_targets t;
+    nti_call *call;
+    bool started;
+} pending;
+
+/* Routes and creates the call (not started).  NT_OK or an error. */
+static int
+call_prepare(nt_node *n, const char *object, uint64_t id, const char *cmd,
+             pending *p)
+{
+    nti_targets_init(&p->t);
+    p->call = NULL;
+    p->started = false;
+    int rv = nti_index_route(n->index, NTI_RPC, object, cmd, id, &n->rng,
+                             &p->t);
+    if (rv != NT_OK) {
+        return rv;
+    }
+    const char *ids_inl[8];
+    uint64_t peers_inl[8];
+    const char **ids = ids_inl;
+    uint64_t *peers = peers_inl;
+    if (p->t.n > 8) {
+        ids = malloc(p->t.n * sizeof(*ids));
+        peers = malloc(p->t.n * sizeof(*peers));
+        if (ids == NULL || peers == NULL) {
+            rv = NT_ENOMEM;
+            goto out;
+        }
+    }
+    for (size_t i = 0; i < p->t.n; i++) {
+        ids[i] = p->t.v[i]->owner->node_id;
+        peers[i] = 0;
+    }
+    rv = nti_call_alloc(n->rpc, p->t.n, ids, peers, &p->call);
+out:
+    if (ids != ids_inl) {
+        free(ids);
+        free(peers);
+    }
+    return rv;
+}
+
+/* Starts the call and queues its local requests.  Returns NT_OK when the
+ * call will complete (waiter woken or callback run), else an error and
+ * nothing of it will run. */
+static int
+call_launch(nt_node *n, pending *p, const char *object, uint64_t id,
+            const char *cmd, const void *data, size_t len, uint64_t deadline,
+            nti_waiter *w, nt_response_fn cb, void *arg)
+{
+    nti_msg *m = msg_alloc(object, id, cmd, n->id, data, len);
+    if (m == NULL) {
+        return NT_ENOMEM;
+    }
+    nti_task *head = NULL, **tail = &head;
+    size_t count = 0;
+    int rv = NT_OK;
+    for (size_t i = 0; i < p->t.n; i++) {
+        request_task *rt = malloc(sizeof(*rt));
+        if (rt == NULL) {
+            rv = NT_ENOMEM;
+            break;
+        }
+        rt->task.next = NULL;
+        rt->task.run = request_run;
+        rt->task.drop = request_drop;
+        rt->node = n;
+        nti_reg_hold(p->t.v[i]);
+        rt->reg = p->t.v[i];
+        msg_hold(m);
+        rt->msg = m;
+        nti_call_hold(p->call);
+        rt->call = p->call;
+        rt->slot = i;
+        *tail = &rt->task;
+        tail = &rt->task.next;
+        count++;
+    }
+    msg_rele(m);
+    if (rv == NT_OK) {
+        rv = nti_call_start(p->call, deadline, w, cb, arg);
+    }
+    if (rv == NT_OK) {
+        /* A handler about to block on this call gets it served first. */
+        rv = w != NULL && nti_pool_in_handler()
+                 ? nti_pool_push_urgent(n->pool, head, count)
+                 : nti_pool_push_shared(n->pool, head, count, false);
+        if (rv == NT_OK) {
+            p->started = true;
+            return NT_OK;
+        }
+        if (!nti_call_abort(p->call)) {
+            /* A concurrent close completed it: it completes normally. */
+            task_chain_free(head, request_discard);
+            p->started = true;
+            return NT_OK;
+        }
+    }
+    task_chain_free(head, request_discard);
+    if (rv == NT_EAGAIN) {
+        atomic_fetch_add_explicit(&n->ctr.rejected, 1, memory_order_relaxed);
+    }
+    return rv;
+}
+
+static void
+pending_fini(pending *p)
+{
+    nti_targets_fini(&p->t);
+    if (p->call != NULL) {
+        nti_call_rele(p->call);
+        p->call = NULL;
+    }
+}
+
+int
+nt_rpc(nt_node *n, const char *object, uint64_t id, const char *cmd,
+       const void *data, size_t len, int timeout_ms, nt_results **out)
+{
+    if (out == NULL || n == NULL) {
+        return NT_EINVAL;
+    }
+    *out = NULL;
+    int rv = check_call(n, object, cmd, data, len);
+    if (rv != NT_OK) {
+        return rv;
+    }
+    if (!nti_node_enter(n)) {
+        return NT_ECLOSED;
+    }
+    uint64_t deadline = nti_deadline(timeout_ms);
+    pending p;
+    nti_waiter w;
+    nti_waiter_init(&w);
+    rv = call_prepare(n, object, id, cmd, &p);
+    if (rv == NT_OK) {
+        rv = call_launch(n, &p, object, id, cmd, data, len, deadline, &w,
+                         NULL, NULL);
+    }
+    if (rv == NT_OK) {
+        atomic_fetch_add_explicit(&n->ctr.rpc_calls, 1,
+                                  memory_order_relaxed);
+        nti_rpctab_wait(n->rpc, &w);
+        int st;
+        nt_results *res = nti_call_take(p.call, &st);
+        if (st == NT_OK) {
+            *out = res;
+        } else {
+            nt_results_free(res);
+            rv = st;
+        }
+    }
+    pending_fini(&p);
+    nti_waiter_fini(&w);
+    nti_node_leave(n);
+    return rv;
+}
+
+/* A results list of one item with the given status, for ids that could
+ * not be called. */
+static nt_results *
+results_single(int status)
+{
+    nt_results *r = malloc(sizeof(*r) + sizeof(nt_result) + 1);
+    if (r == NULL) {
+        return NULL;
+    }
+    r->count = 1;
+    r->items = (nt_result *)(r + 1);
+    char *empty = (char *)(r->items + 1);
+    empty[0] = '\0';
+    r->items[0] = (nt_result){ .status = status, .node = empty };
+    return r;
+}
+
+int
+nt_rpcs(nt_node *n, const char *object, const uint64_t *ids, size_t nids,
+        const char *cmd, const void *data, size_t len, int timeout_ms,
+        nt_results *out[])
+{
+    if (n == NULL || out == NULL || (ids == NULL && nids > 0)) {
+        return NT_EINVAL;
+    }
+    for (size_t i = 0; i < nids; i++) {
+        out[i] = NULL;
+    }
+    int rv = check_call(n, object, cmd, data, len);
+    if (rv != NT_OK) {
+        return rv;
+    }
+    if (nids == 0) {
+        return NT_ENOTARGET;
+    }
+    pending *ps = calloc(nids, sizeof(*ps));
+    int *st = calloc(nids, sizeof(*st));
+    if (ps == NULL || st == NULL) {
+        free(ps);
+        free(st);
+        return NT_ENOMEM;
+    }
+    if (!nti_node_enter(n)) {
+        free(ps);
+        free(st);
+        return NT_ECLOSED;
+    }
+    uint64_t deadline = nti_deadline(timeout_ms);
+    nti_waiter w;
+    nti_waiter_init(&w);
+    size_t launched = 0;
+    for (size_t i = 0; i < nids; i++) {
+        st[i] = call_prepare(n, object, ids[i], cmd, &ps[i]);
+        if (st[i] == NT_OK) {
+            st[i] = call_launch(n, &ps[i], object, ids[i], cmd, data, len,
+                                deadline, &w, NULL, NULL);
+        }
+        launched += st[i] == NT_OK;
+    }
+    if (launched == 0) {
+        rv = st[0];
+        for (size_t i = 1; i < nids; i++) {
+            if (st[i] != NT_ENOTARGET) {
+                rv = st[i];
+            }
+        }
+        goto out;
+    }
+    atomic_fetch_add_explicit(&n->ctr.rpc_calls, launched,
+                              memory_order_relaxed);
+    nti_rpctab_wait(n->rpc, &w);
+    for (size_t i = 0; i < nids; i++) {
+        int s = st[i];
+        if (s == NT_OK) {
+            out[i] = nti_call_take(ps[i].call, &s);
+        } else {
+            out[i] = results_single(s);
+            s = out[i] != NULL ? NT_OK : NT_ENOMEM;
+        }
+        if (s != NT_OK && rv == NT_OK) {
+            rv = s;
+        }
+    }
+    if (rv != NT_OK) {
+        for (size_t i = 0; i < nids; i++) {
+            nt_results_free(out[i]);
+            out[i] = NULL;
+        }
+    }
+out:
+    for (size_t i = 0; i < nids; i++) {
+        pending_fini(&ps[i]);
+    }
+    nti_waiter_fini(&w);
+    nti_node_leave(n);
+    free(ps);
+    free(st);
+    return rv;
+}
+
+int
+nt_rpc_call(nt_node *n, const char *object, uint64_t id, const char *cmd,
+            const void *data, size_t len, int timeout_ms, nt_response_fn fn,
+            void *arg)
+{
+    if (n == NULL || fn == NULL) {
+        return NT_EINVAL;
+    }
+    int rv = check_call(n, object, cmd, data, len);
+    if (rv != NT_OK) {
+        return rv;
+    }
+    if (!nti_node_enter(n)) {
+        return NT_ECLOSED;
+    }
+    pending p;
+    rv = call_prepare(n, object, id, cmd, &p);
+    if (rv == NT_OK) {
+        rv = call_launch(n, &p, object, id, cmd, data, len,
+                         nti_deadline(timeout_ms), NULL, fn, arg);
+    }
+    if (rv == NT_OK) {
+        atomic_fetch_add_explicit(&n->ctr.rpc_calls, 1,
+                                  memory_order_relaxed);
+    }
+    pending_fini(&p);
+    nti_node_leave(n);
+    return rv;
+}

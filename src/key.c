@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Cluster key files (see key.h).  Decoded with libsodium's constant-time
+ * base64; the buffers that held key text are wiped.
+ */
+#include "key.h"
+
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "notifier/notifier.h"
+
+#define KEY_FILE_MAX 4096
+
+int
+nti_key_parse(const char *text, size_t len, unsigned char *key)
+{
+    while (len > 0 && (text[0] == ' ' || text[0] == '\t' ||
+                       text[0] == '\n' || text[0] == '\r')) {
+        text++;
+        len--;
+    }
+    while (len > 0 && (text[len - 1] == ' ' || text[len - 1] == '\t' ||
+                       text[len - 1] == '\n' || text[len - 1] == '\r')) {
+        len--;
+    }
+    unsigned char buf[NTI_KEY_BYTES + 3];
+    size_t outlen = 0;
+    const char *end = NULL;
+    if (len == 0 ||
+        sodium_base642bin(buf, sizeof(buf), text, len, NULL, &outlen, &end,
+                          sodium_base64_VARIANT_ORIGINAL) != 0 ||
+        end != text + len || outlen != NTI_KEY_BYTES) {
+        sodium_memzero(buf, sizeof(buf));
+        return NT_EAUTH;
+    }
+    memcpy(key, buf, NTI_KEY_BYTES);
+    sodium_memzero(buf, sizeof(buf));
+    return NT_OK;
+}
+
+int
+nti_key_load(const char *path, unsigned char *key)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        return NT_EIO;
+    }
+    char buf[KEY_FILE_MAX + 1];
+    size_t n = fread(buf, 1, sizeof(buf), f);
+    int err = ferror(f);
+    fclose(f);
+    int rv;
+    if (err || n > KEY_FILE_MAX) {
+        rv = NT_EIO;
+    } else {
+        rv = nti_key_parse(buf, n, key);
+    }
+    sodium_memzero(buf, sizeof(buf));
+    return rv;
+}
+
+void
+nti_key_generate(char *out, size_t cap)
+{
+    unsigned char k[NTI_KEY_BYTES];
+    randombytes_buf(k, sizeof(k));
+    sodium_bin2base64(out, cap, k, sizeof(k),
+                      sodium_base64_VARIANT_ORIGINAL);
+    sodium_memzero(k, sizeof(k));
+}

@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Stateless helpers: the stable id hash, error strings, address and key
+ * parsing.
+ */
+#include "addr.h"
+#include "key.h"
+#include "notifier/notifier.h"
+#include "testutil.h"
+
+static void
+test_id_hash_vectors(void)
+{
+    /* SipHash-2-4, key "notifier-id-hash", little-endian; checked against
+     * an independent implementation.  These must never change. */
+    CU_ASSERT_EQUAL(nt_id_hash(""), 0xa897e376bcdc0cf8ULL);
+    CU_ASSERT_EQUAL(nt_id_hash("user:42"), 0x77e4a5be974a0c9dULL);
+    CU_ASSERT_EQUAL(nt_id_hash("a"), 0x4c26039897060400ULL);
+    CU_ASSERT_EQUAL(nt_id_hash("notifier"), 0xbeb6fa043aacecd7ULL);
+    CU_ASSERT_NOT_EQUAL(nt_id_hash("user:42"), nt_id_hash("user:43"));
+}
+
+static void
+test_strerror_all(void)
+{
+    for (int c = 0; c >= NT_EIO; c--) {
+        const char *s = nt_strerror(c);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+        CU_ASSERT(strlen(s) > 0);
+        CU_ASSERT(strcmp(s, "unknown error") != 0);
+        for (int d = c + 1; d <= 0; d++) {
+            CU_ASSERT(strcmp(s, nt_strerror(d)) != 0);
+        }
+    }
+    CU_ASSERT_STRING_EQUAL(nt_strerror(-1000), "unknown error");
+    CU_ASSERT_STRING_EQUAL(nt_strerror(5), "unknown error");
+}
+
+static void
+test_addr_parse(void)
+{
+    char host[256];
+    unsigned port = 1;
+    CU_ASSERT_EQUAL(nti_addr_parse("127.0.0.1:0", host, sizeof(host), &port),
+                    NT_OK);
+    CU_ASSERT_STRING_EQUAL(host, "127.0.0.1");
+    CU_ASSERT_EQUAL(port, 0);
+    CU_ASSERT_EQUAL(nti_addr_parse("node-1.local:65535", host, sizeof(host),
+                                   &port), NT_OK);
+    CU_ASSERT_STRING_EQUAL(host, "node-1.local");
+    CU_ASSERT_EQUAL(port, 65535);
+    CU_ASSERT_EQUAL(nti_addr_parse("[::1]:7000", host, sizeof(host), &port),
+                    NT_OK);
+    CU_ASSERT_STRING_EQUAL(host, "::1");
+    const char *bad[] = { "", ":", "host", "host:", ":80", "host:65536",
+                          "host:-1", "host:80x", "a b:1", "::1:80",
+                          "[::1]80", "[::1", "host:123456", "h\n:1" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        CU_ASSERT_EQUAL(nti_addr_check(bad[i]), NT_EADDR);
+    }
+    CU_ASSERT_EQUAL(nti_addr_check(NULL), NT_EADDR);
+    char longhost[400];
+    memset(longhost, 'a', sizeof(longhost));
+    strcpy(longhost + 300, ":1");
+    CU_ASSERT_EQUAL(nti_addr_check(longhost), NT_EADDR);
+}
+
+static void
+test_key_parse(void)
+{
+    char text[64];
+    unsigned char k[32], k2[32];
+    nti_key_generate(text, sizeof(text));
+    CU_ASSERT_EQUAL(strlen(text), 44);
+    CU_ASSERT_EQUAL(nti_key_parse(text, strlen(text), k), NT_OK);
+    char padded[80];
+    snprintf(padded, sizeof(padded), "  %s\n", text);
+    CU_ASSERT_EQUAL(nti_key_parse(padded, strlen(padded), k2), NT_OK);
+    CU_ASSERT_EQUAL(memcmp(k, k2, 32), 0);
+    CU_ASSERT_EQUAL(nti_key_parse("", 0, k), NT_EAUTH);
+    CU_ASSERT_EQUAL(nti_key_parse("aGVsbG8=", 8, k), NT_EAUTH); /* 5 bytes */
+    CU_ASSERT_EQUAL(nti_key_parse("!!!!", 4, k), NT_EAUTH);
+    text[10] = '*';
+    CU_ASSERT_EQUAL(nti_key_parse(text, strlen(text), k), NT_EAUTH);
+}
+
+int
+main(void)
+{
+    static const nt_test tests[] = {
+        NT_TEST(test_id_hash_vectors),
+        NT_TEST(test_strerror_all),
+        NT_TEST(test_addr_parse),
+        NT_TEST(test_key_parse),
+        NT_TESTS_END,
+    };
+    return nt_run_suite("misc", NULL, NULL, tests);
+}
