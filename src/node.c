@@ -34,6 +34,7 @@
 #define DEFAULT_QUEUE_DEPTH 16384
 #define DEFAULT_MAX_PAYLOAD (1u << 20)
 #define DEFAULT_MAX_REGS 65536
+#define DEFAULT_MAX_INFLIGHT 4096
 #define MIN_WORKERS 2
 
 bool
@@ -208,6 +209,12 @@ copy_config(nt_node *n, const nt_config *cfg)
                                       : DEFAULT_MAX_PAYLOAD;
     n->max_regs = cfg->max_registrations ? cfg->max_registrations
                                          : DEFAULT_MAX_REGS;
+    n->max_inflight = cfg->max_inflight ? cfg->max_inflight
+                                        : DEFAULT_MAX_INFLIGHT;
+    n->log.fn = cfg->log_fn;
+    n->log.arg = cfg->log_arg;
+    n->log.level = cfg->log_level ? cfg->log_level : NT_LOG_WARN;
+    n->log.json = cfg->log_json;
     return NT_OK;
 }
 

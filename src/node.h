@@ -10,6 +10,7 @@
 #include <stdbool.h>
 
 #include "index.h"
+#include "log.h"
 #include "notifier/notifier.h"
 #include "platform/platform.h"
 #include "pool.h"
@@ -37,7 +38,8 @@ struct nt_node {
     char **smap;
     unsigned char key[32];
     size_t max_payload;
-    unsigned workers, queue_depth, max_threads, max_regs;
+    unsigned workers, queue_depth, max_threads, max_regs, max_inflight;
+    nti_logger log;
 
     /* Identity. */
     unsigned char pk[32], sk[64];
@@ -69,6 +71,11 @@ struct nt_node {
 /* Every public entry point brackets its work with these. */
 bool nti_node_enter(nt_node *n);
 void nti_node_leave(nt_node *n);
+
+/* Introspection (info.c). */
+int nti_info_subs(nt_node *n, int json, char **out);
+int nti_info_members(nt_node *n, int json, char **out);
+int nti_info_stats(nt_node *n, int json, char **out);
 
 /* Checks a name (object, cmd): non-empty, at most 255 bytes. */
 bool nti_name_ok(const char *s);

@@ -95,7 +95,19 @@ typedef struct nt_config {
     unsigned probe_interval_ms;  /* 0 = 1000 */
     unsigned suspect_timeout_ms; /* 0 = 5 * probe interval */
     unsigned max_registrations;  /* local registrations; 0 = 65536 */
+    unsigned max_inflight;       /* RPC requests served at once from the
+                                    network; 0 = 4096 */
+
+    /* Logging.  Lines go to log_fn, or to stderr when it is NULL.
+     * log_level is the most verbose level written; 0 = NT_LOG_WARN. */
+    void (*log_fn)(void *arg, int level, const char *line);
+    void *log_arg;
+    int log_level;
+    int log_json;            /* 1 = JSON lines instead of logfmt */
 } nt_config;
+
+/* Log levels (nt_config.log_level). */
+enum { NT_LOG_ERROR = 1, NT_LOG_WARN = 2, NT_LOG_INFO = 3, NT_LOG_DEBUG = 4 };
 
 /* Fill cfg with defaults: everything NULL/0. */
 NT_API void nt_config_init(nt_config *cfg);
@@ -130,8 +142,9 @@ NT_API const char *nt_node_id(const nt_node *n);
 NT_API const char *nt_node_address(const nt_node *n);
 
 /* Block until at least count members (this node included) are alive, or
- * until every alive member holds the same directory digest.  NT_ETIMEDOUT
- * at the deadline; timeout_ms < 0 waits without limit. */
+ * until every alive member holds the same directory digest.  A publisher
+ * node asks its server about the server's view.  NT_ETIMEDOUT at the
+ * deadline; timeout_ms < 0 waits without limit. */
 NT_API int nt_node_wait_members(nt_node *n, unsigned count, int timeout_ms);
 NT_API int nt_node_wait_converged(nt_node *n, int timeout_ms);
 
@@ -197,8 +210,9 @@ NT_API int nt_rpc_unregister(nt_node *n, const char *object, nt_match id,
 NT_API int nt_rpc_unregister_all(nt_node *n, void *dest);
 
 /* Publish a one-way notification to every full registration that matches
- * and to one weighted-random slice.  It never waits on the network; data is
- * copied.  Errors: NT_ENOTARGET (nothing matches), NT_EAGAIN (a queue is
+ * and to one weighted-random slice.  On a member node it never waits on the
+ * network; a publisher node hands it to its server and waits for the
+ * server's acknowledgement (up to 5 s).  data is copied.  Errors: NT_ENOTARGET (nothing matches), NT_EAGAIN (a queue is
  * full: nothing was enqueued), NT_EMSGSIZE, NT_EINVAL, NT_ECLOSED. */
 NT_API int nt_publish(nt_node *n, const char *object, uint64_t id,
                       const char *cmd, const void *data, size_t len);
@@ -249,6 +263,30 @@ NT_API int nt_rpc_call(nt_node *n, const char *object, uint64_t id,
 
 /* Free results; NULL is a no-op. */
 NT_API void nt_results_free(nt_results *r);
+
+/*
+ * Introspection.  what is "members" (the members this node sees: id,
+ * address, state, incarnation, registrations), "subs" (the cluster routing
+ * table as this node sees it) or "stats" (counters).  format is
+ * NT_INFO_TEXT (aligned human-readable lines) or NT_INFO_JSON (one JSON
+ * object).  A publisher node asks its server node.  On NT_OK *out is a
+ * NUL-terminated string to free with nt_free().  Errors: NT_EINVAL,
+ * NT_ENOMEM, NT_EUNREACHABLE / NT_ETIMEDOUT (publisher: no server
+ * answered), NT_ECLOSED.
+ */
+enum { NT_INFO_TEXT = 0, NT_INFO_JSON = 1 };
+NT_API int nt_node_info(nt_node *n, const char *what, int format,
+                        int timeout_ms, char **out);
+NT_API void nt_free(void *p);
+
+/* Cluster keys.  nt_key_generate writes a fresh random key as base64 text
+ * (44 characters + NUL; cap >= 45).  nt_key_parse decodes such text
+ * (surrounding whitespace ignored) into 32 bytes: NT_OK or NT_EAUTH. */
+NT_API int nt_key_generate(char *out, size_t cap);
+NT_API int nt_key_parse(const char *text, unsigned char key[32]);
+/* Checks a "host:port" address as the API and programs accept it: NT_OK or
+ * NT_EADDR. */
+NT_API int nt_addr_check(const char *addr);
 
 /* Stable 64-bit id of a string, the same on every node and build:
  * SipHash-2-4 (libsodium crypto_shorthash) of the string's bytes with the
