@@ -20,68 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "msg.h"
 #include "node.h"
-
-typedef struct nti_msg {
-    _Atomic unsigned refs;
-    uint64_t id;
-    size_t len;
-    const char *object, *cmd, *from;
-    const void *data;
-    char buf[];
-} nti_msg;
-
-static nti_msg *
-msg_alloc(const char *object, uint64_t id, const char *cmd,
-          const char *from, const void *data, size_t len)
-{
-    size_t lo = strlen(object) + 1, lc = strlen(cmd) + 1,
-           lf = strlen(from) + 1;
-    nti_msg *m = malloc(sizeof(*m) + lo + lc + lf + len);
-    if (m == NULL) {
-        return NULL;
-    }
-    atomic_init(&m->refs, 1);
-    char *p = m->buf;
-    m->object = memcpy(p, object, lo);
-    p += lo;
-    m->cmd = memcpy(p, cmd, lc);
-    p += lc;
-    m->from = memcpy(p, from, lf);
-    p += lf;
-    if (len > 0) {
-        memcpy(p, data, len);
-    }
-    m->data = len > 0 ? p : NULL;
-    m->len = len;
-    m->id = id;
-    return m;
-}
-
-static void
-msg_hold(nti_msg *m)
-{
-    atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
-}
-
-static void
-msg_rele(nti_msg *m)
-{
-    if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1) {
-        free(m);
-    }
-}
-
-static void
-msg_view(const nti_msg *m, nt_msg *v)
-{
-    v->object = m->object;
-    v->id = m->id;
-    v->cmd = m->cmd;
-    v->data = m->data;
-    v->len = m->len;
-    v->from = m->from;
-}
 
 static void
 reg_leave(nt_node *n, nti_reg *r)
@@ -118,7 +58,7 @@ static void
 notify_free(notify_task *t)
 {
     nti_reg_rele(t->reg);
-    msg_rele(t->msg);
+    nti_msg_rele(t->msg);
     free(t);
 }
 
@@ -129,7 +69,7 @@ notify_run(nti_task *task)
     nt_node *n = t->node;
     if (reg_enter(n, t->reg)) {
         nt_msg v;
-        msg_view(t->msg, &v);
+        nti_msg_view(t->msg, &v);
         t->reg->nfn(t->reg->dest, &v);
         reg_leave(n, t->reg);
         atomic_fetch_add_explicit(&n->ctr.delivered, 1,
@@ -150,8 +90,8 @@ notify_drop(nti_task *task)
     notify_free(t);
 }
 
-static uint64_t
-order_key(const char *from, const char *object, uint64_t id)
+uint64_t
+nti_order_key(const char *from, const char *object, uint64_t id)
 {
     uint64_t h = nti_hash_str(0, from);
     h = nti_hash_combine(h, nti_hash_str(1, object));
@@ -174,23 +114,15 @@ notify_discard(nti_task *task)
     notify_free((notify_task *)task);
 }
 
-int
-nti_deliver_notify(nt_node *n, const char *object, uint64_t id,
-                   const char *cmd, const void *data, size_t len,
-                   const char *from, nti_targets *t)
+/* Builds one notification task per registration and pushes them as one
+ * chain on the ordered queue for (from, object, id): all or nothing. */
+static int
+push_notify(nt_node *n, nti_reg **regs, size_t k, nti_msg *m)
 {
-    nti_msg *m = msg_alloc(object, id, cmd, from, data, len);
-    if (m == NULL) {
-        return NT_ENOMEM;
-    }
     nti_task *head = NULL, **tail = &head;
     size_t count = 0;
     int rv = NT_OK;
-    for (size_t i = 0; i < t->n; i++) {
-        nti_reg *r = t->v[i];
-        if (r->owner->peer != NULL) {
-            continue; /* remote targets go through the transport */
-        }
+    for (size_t i = 0; i < k; i++) {
         notify_task *nt = malloc(sizeof(*nt));
         if (nt == NULL) {
             rv = NT_ENOMEM;
@@ -200,17 +132,18 @@ nti_deliver_notify(nt_node *n, const char *object, uint64_t id,
         nt->task.run = notify_run;
         nt->task.drop = notify_drop;
         nt->node = n;
-        nti_reg_hold(r);
-        nt->reg = r;
-        msg_hold(m);
+        nti_reg_hold(regs[i]);
+        nt->reg = regs[i];
+        nti_msg_hold(m);
         nt->msg = m;
         *tail = &nt->task;
         tail = &nt->task.next;
         count++;
     }
     if (rv == NT_OK && count > 0) {
-        rv = nti_pool_push_chain(n->pool, order_key(from, object, id), head,
-                                 count);
+        rv = nti_pool_push_chain(n->pool,
+                                 nti_order_key(m->from, m->object, m->id),
+                                 head, count);
     }
     if (rv != NT_OK) {
         task_chain_free(head, notify_discard);
@@ -219,7 +152,45 @@ nti_deliver_notify(nt_node *n, const char *object, uint64_t id,
                                       memory_order_relaxed);
         }
     }
-    msg_rele(m);
+    return rv;
+}
+
+int
+nti_deliver_notify_regs(nt_node *n, nti_reg **regs, size_t k, nti_msg *m)
+{
+    return push_notify(n, regs, k, m);
+}
+
+int
+nti_deliver_notify(nt_node *n, const char *object, uint64_t id,
+                   const char *cmd, const void *data, size_t len,
+                   const char *from, nti_targets *t)
+{
+    nti_msg *m = nti_msg_alloc(object, id, cmd, from, data, len);
+    if (m == NULL) {
+        return NT_ENOMEM;
+    }
+    /* Local targets come first in t (see nti_index_route). */
+    size_t nlocal = 0;
+    while (nlocal < t->n && t->v[nlocal]->owner->peer == NULL) {
+        nlocal++;
+    }
+    int rv = NT_OK;
+    bool remote = nlocal < t->n;
+    if (remote && (rv = nti_remote_reserve(n, t)) != NT_OK) {
+        goto out;
+    }
+    if (nlocal > 0 && (rv = push_notify(n, t->v, nlocal, m)) != NT_OK) {
+        if (remote) {
+            nti_remote_unreserve(n, t);
+        }
+        goto out;
+    }
+    if (remote) {
+        nti_remote_notify(n, t, m);
+    }
+out:
+    nti_msg_rele(m);
     return rv;
 }
 
@@ -238,6 +209,22 @@ check_call(nt_node *n, const char *object, const char *cmd,
 }
 
 int
+nti_publish_from(nt_node *n, const char *object, uint64_t id,
+                 const char *cmd, const void *data, size_t len,
+                 const char *from)
+{
+    nti_targets t;
+    nti_targets_init(&t);
+    int rv = nti_index_route(n->index, NTI_NOTIFY, object, cmd, id, &n->rng,
+                             &t);
+    if (rv == NT_OK) {
+        rv = nti_deliver_notify(n, object, id, cmd, data, len, from, &t);
+    }
+    nti_targets_fini(&t);
+    return rv;
+}
+
+int
 nt_publish(nt_node *n, const char *object, uint64_t id, const char *cmd,
            const void *data, size_t len)
 {
@@ -251,13 +238,16 @@ nt_publish(nt_node *n, const char *object, uint64_t id, const char *cmd,
     if (!nti_node_enter(n)) {
         return NT_ECLOSED;
     }
-    nti_targets t;
-    nti_targets_init(&t);
-    rv = nti_index_route(n->index, NTI_NOTIFY, object, cmd, id, &n->rng, &t);
-    if (rv == NT_OK) {
-        rv = nti_deliver_notify(n, object, id, cmd, data, len, n->id, &t);
+    if (nti_is_publisher(n)) {
+        rv = nti_pub_publish(n, object, id, cmd, data, len);
+        if (rv == NT_OK) {
+            atomic_fetch_add_explicit(&n->ctr.published, 1,
+                                      memory_order_relaxed);
+        }
+        nti_node_leave(n);
+        return rv;
     }
-    nti_targets_fini(&t);
+    rv = nti_publish_from(n, object, id, cmd, data, len, n->id);
     if (rv == NT_OK) {
         atomic_fetch_add_explicit(&n->ctr.published, 1,
                                   memory_order_relaxed);
@@ -297,7 +287,7 @@ static void
 request_free(request_task *t)
 {
     nti_reg_rele(t->reg);
-    msg_rele(t->msg);
+    nti_msg_rele(t->msg);
     nti_call_rele(t->call);
     free(t);
 }
@@ -330,7 +320,7 @@ request_run(nti_task *task)
         goto nomem;
     }
     nt_msg v;
-    msg_view(t->msg, &v);
+    nti_msg_view(t->msg, &v);
     atomic_fetch_add_explicit(&n->ctr.rpc_served, 1, memory_order_relaxed);
     t->reg->rfn(t->reg->dest, &v, h);
     reg_leave(n, t->reg);
@@ -392,8 +382,14 @@ call_prepare(nt_node *n, const char *object, uint64_t id, const char *cmd,
         }
     }
     for (size_t i = 0; i < p->t.n; i++) {
+        nti_member *mb = p->t.v[i]->owner->peer;
         ids[i] = p->t.v[i]->owner->node_id;
         peers[i] = 0;
+        if (mb != NULL) {
+            nti_mtx_lock(&mb->mtx);
+            peers[i] = mb->gen;
+            nti_mtx_unlock(&mb->mtx);
+        }
     }
     rv = nti_call_alloc(n->rpc, p->t.n, ids, peers, &p->call);
 out:
@@ -404,22 +400,15 @@ out:
     return rv;
 }
 
-/* Starts the call and queues its local requests.  Returns NT_OK when the
- * call will complete (waiter woken or callback run), else an error and
- * nothing of it will run. */
-static int
-call_launch(nt_node *n, pending *p, const char *object, uint64_t id,
-            const char *cmd, const void *data, size_t len, uint64_t deadline,
-            nti_waiter *w, nt_response_fn cb, void *arg)
+int
+nti_deliver_call_local(nt_node *n, nti_call *c, nti_reg **regs,
+                       const size_t *slots, size_t k, nti_msg *m,
+                       bool urgent)
 {
-    nti_msg *m = msg_alloc(object, id, cmd, n->id, data, len);
-    if (m == NULL) {
-        return NT_ENOMEM;
-    }
     nti_task *head = NULL, **tail = &head;
     size_t count = 0;
     int rv = NT_OK;
-    for (size_t i = 0; i < p->t.n; i++) {
+    for (size_t i = 0; i < k; i++) {
         request_task *rt = malloc(sizeof(*rt));
         if (rt == NULL) {
             rv = NT_ENOMEM;
@@ -429,40 +418,72 @@ call_launch(nt_node *n, pending *p, const char *object, uint64_t id,
         rt->task.run = request_run;
         rt->task.drop = request_drop;
         rt->node = n;
-        nti_reg_hold(p->t.v[i]);
-        rt->reg = p->t.v[i];
-        msg_hold(m);
+        nti_reg_hold(regs[i]);
+        rt->reg = regs[i];
+        nti_msg_hold(m);
         rt->msg = m;
-        nti_call_hold(p->call);
-        rt->call = p->call;
-        rt->slot = i;
+        nti_call_hold(c);
+        rt->call = c;
+        rt->slot = slots[i];
         *tail = &rt->task;
         tail = &rt->task.next;
         count++;
     }
-    msg_rele(m);
-    if (rv == NT_OK) {
-        rv = nti_call_start(p->call, deadline, w, cb, arg);
+    if (rv == NT_OK && count > 0) {
+        rv = urgent ? nti_pool_push_urgent(n->pool, head, count)
+                    : nti_pool_push_shared(n->pool, head, count, false);
     }
-    if (rv == NT_OK) {
-        /* A handler about to block on this call gets it served first. */
-        rv = w != NULL && nti_pool_in_handler()
-                 ? nti_pool_push_urgent(n->pool, head, count)
-                 : nti_pool_push_shared(n->pool, head, count, false);
-        if (rv == NT_OK) {
-            p->started = true;
-            return NT_OK;
-        }
-        if (!nti_call_abort(p->call)) {
-            /* A concurrent close completed it: it completes normally. */
-            task_chain_free(head, request_discard);
-            p->started = true;
-            return NT_OK;
+    if (rv != NT_OK) {
+        task_chain_free(head, request_discard);
+        if (rv == NT_EAGAIN) {
+            atomic_fetch_add_explicit(&n->ctr.rejected, 1,
+                                      memory_order_relaxed);
         }
     }
-    task_chain_free(head, request_discard);
-    if (rv == NT_EAGAIN) {
-        atomic_fetch_add_explicit(&n->ctr.rejected, 1, memory_order_relaxed);
+    return rv;
+}
+
+/* Starts the call, queues its local requests (all or nothing) and sends
+ * its remote ones.  Returns NT_OK when the call will complete (waiter
+ * woken or callback run), else an error and nothing of it will run. */
+static int
+call_launch(nt_node *n, pending *p, const char *object, uint64_t id,
+            const char *cmd, const void *data, size_t len, uint64_t deadline,
+            nti_waiter *w, nt_response_fn cb, void *arg, const char *from)
+{
+    nti_msg *m = nti_msg_alloc(object, id, cmd, from, data, len);
+    if (m == NULL) {
+        return NT_ENOMEM;
+    }
+    size_t nlocal = 0, slots_inl[8], *slots = slots_inl;
+    while (nlocal < p->t.n && p->t.v[nlocal]->owner->peer == NULL) {
+        nlocal++;
+    }
+    if (nlocal > 8 && (slots = malloc(nlocal * sizeof(*slots))) == NULL) {
+        nti_msg_rele(m);
+        return NT_ENOMEM;
+    }
+    for (size_t i = 0; i < nlocal; i++) {
+        slots[i] = i;
+    }
+    /* A handler about to block on this call gets it served first. */
+    bool nested = w != NULL && nti_pool_in_handler();
+    int rv = nti_call_start(p->call, deadline, w, cb, arg);
+    if (rv == NT_OK) {
+        rv = nti_deliver_call_local(n, p->call, p->t.v, slots, nlocal, m,
+                                    nested);
+        if (rv != NT_OK && !nti_call_abort(p->call)) {
+            rv = NT_OK; /* a concurrent close completed it */
+        } else if (rv == NT_OK && nlocal < p->t.n) {
+            nti_remote_call(n, &p->t, p->call, m, nested);
+        }
+    }
+    if (slots != slots_inl) {
+        free(slots);
+    }
+    nti_msg_rele(m);
+    if (rv == NT_OK) {
+        p->started = true;
     }
     return rv;
 }
@@ -492,6 +513,12 @@ nt_rpc(nt_node *n, const char *object, uint64_t id, const char *cmd,
     if (!nti_node_enter(n)) {
         return NT_ECLOSED;
     }
+    if (nti_is_publisher(n)) {
+        rv = nti_pub_call(n, object, id, cmd, data, len, timeout_ms, NULL,
+                          NULL, NULL, out);
+        nti_node_leave(n);
+        return rv;
+    }
     uint64_t deadline = nti_deadline(timeout_ms);
     pending p;
     nti_waiter w;
@@ -499,7 +526,7 @@ nt_rpc(nt_node *n, const char *object, uint64_t id, const char *cmd,
     rv = call_prepare(n, object, id, cmd, &p);
     if (rv == NT_OK) {
         rv = call_launch(n, &p, object, id, cmd, data, len, deadline, &w,
-                         NULL, NULL);
+                         NULL, NULL, n->id);
     }
     if (rv == NT_OK) {
         atomic_fetch_add_explicit(&n->ctr.rpc_calls, 1,
@@ -575,7 +602,7 @@ nt_rpcs(nt_node *n, const char *object, const uint64_t *ids, size_t nids,
         st[i] = call_prepare(n, object, ids[i], cmd, &ps[i]);
         if (st[i] == NT_OK) {
             st[i] = call_launch(n, &ps[i], object, ids[i], cmd, data, len,
-                                deadline, &w, NULL, NULL);
+                                deadline, &w, NULL, NULL, n->id);
         }
         launched += st[i] == NT_OK;
     }
@@ -621,6 +648,26 @@ out:
 }
 
 int
+nti_rpc_async_from(nt_node *n, const char *object, uint64_t id,
+                   const char *cmd, const void *data, size_t len,
+                   int timeout_ms, nt_response_fn fn, void *arg,
+                   const char *from)
+{
+    pending p;
+    int rv = call_prepare(n, object, id, cmd, &p);
+    if (rv == NT_OK) {
+        rv = call_launch(n, &p, object, id, cmd, data, len,
+                         nti_deadline(timeout_ms), NULL, fn, arg, from);
+    }
+    if (rv == NT_OK) {
+        atomic_fetch_add_explicit(&n->ctr.rpc_calls, 1,
+                                  memory_order_relaxed);
+    }
+    pending_fini(&p);
+    return rv;
+}
+
+int
 nt_rpc_call(nt_node *n, const char *object, uint64_t id, const char *cmd,
             const void *data, size_t len, int timeout_ms, nt_response_fn fn,
             void *arg)
@@ -635,17 +682,13 @@ nt_rpc_call(nt_node *n, const char *object, uint64_t id, const char *cmd,
     if (!nti_node_enter(n)) {
         return NT_ECLOSED;
     }
-    pending p;
-    rv = call_prepare(n, object, id, cmd, &p);
-    if (rv == NT_OK) {
-        rv = call_launch(n, &p, object, id, cmd, data, len,
-                         nti_deadline(timeout_ms), NULL, fn, arg);
+    if (nti_is_publisher(n)) {
+        rv = nti_pub_call(n, object, id, cmd, data, len, timeout_ms, NULL,
+                          fn, arg, NULL);
+    } else {
+        rv = nti_rpc_async_from(n, object, id, cmd, data, len, timeout_ms,
+                                fn, arg, n->id);
     }
-    if (rv == NT_OK) {
-        atomic_fetch_add_explicit(&n->ctr.rpc_calls, 1,
-                                  memory_order_relaxed);
-    }
-    pending_fini(&p);
     nti_node_leave(n);
     return rv;
 }

@@ -103,31 +103,20 @@ nti_info_subs(nt_node *n, int json, char **out)
     return *out != NULL ? NT_OK : NT_ENOMEM;
 }
 
-int
-nti_info_members(nt_node *n, int json, char **out)
+typedef struct {
+    nti_sb *b;
+    int json;
+} stat_out;
+
+static void
+stat_row(void *arg, const char *name, uint64_t v)
 {
-    nti_sb b;
-    nti_sb_init(&b);
-    size_t regs = nti_index_count(n->index);
-    const char *addr = n->address ? n->address : "-";
-    if (json) {
-        nti_sb_printf(&b, "{\"node\":");
-        nti_sb_json_str(&b, n->id);
-        nti_sb_printf(&b, ",\"members\":[{\"id\":");
-        nti_sb_json_str(&b, n->id);
-        nti_sb_printf(&b, ",\"address\":");
-        nti_sb_json_str(&b, addr);
-        nti_sb_printf(&b, ",\"state\":\"alive\",\"incarnation\":0,"
-                          "\"registrations\":%zu,\"self\":true}]}",
-                      regs);
+    stat_out *so = arg;
+    if (so->json) {
+        nti_sb_printf(so->b, ",\"%s\":%llu", name, (unsigned long long)v);
     } else {
-        nti_sb_printf(&b, "%-32s %-21s %-7s %12s %5s\n", "ID", "ADDRESS",
-                      "STATE", "INCARNATION", "REGS");
-        nti_sb_printf(&b, "%-32s %-21s %-7s %12d %5zu *\n", n->id, addr,
-                      "alive", 0, regs);
+        nti_sb_printf(so->b, "%-28s %llu\n", name, (unsigned long long)v);
     }
-    *out = nti_sb_take(&b);
-    return *out != NULL ? NT_OK : NT_ENOMEM;
 }
 
 int
@@ -154,19 +143,22 @@ nti_info_stats(nt_node *n, int json, char **out)
     };
     nti_sb b;
     nti_sb_init(&b);
+    char digest[2 * GSP_DIGEST_LEN + 1];
+    nti_cluster_digest(n, digest);
     if (json) {
         nti_sb_printf(&b, "{\"node\":");
         nti_sb_json_str(&b, n->id);
+        nti_sb_printf(&b, ",\"digest\":");
+        nti_sb_json_str(&b, digest);
+    } else {
+        nti_sb_printf(&b, "%-28s %s\n", "node", n->id);
+        nti_sb_printf(&b, "%-28s %s\n", "digest", digest[0] ? digest : "-");
     }
+    stat_out so = { &b, json };
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-        if (json) {
-            nti_sb_printf(&b, ",\"%s\":%llu", rows[i].name,
-                          (unsigned long long)rows[i].v);
-        } else {
-            nti_sb_printf(&b, "%-24s %llu\n", rows[i].name,
-                          (unsigned long long)rows[i].v);
-        }
+        stat_row(&so, rows[i].name, rows[i].v);
     }
+    nti_cluster_stats(n, stat_row, &so);
     if (json) {
         nti_sb_printf(&b, "}");
     }
@@ -178,7 +170,6 @@ int
 nt_node_info(nt_node *n, const char *what, int format, int timeout_ms,
              char **out)
 {
-    (void)timeout_ms;
     if (out == NULL || what == NULL ||
         (format != NT_INFO_TEXT && format != NT_INFO_JSON)) {
         return NT_EINVAL;
@@ -188,7 +179,9 @@ nt_node_info(nt_node *n, const char *what, int format, int timeout_ms,
         return NT_ECLOSED;
     }
     int json = format == NT_INFO_JSON, rv;
-    if (strcmp(what, "subs") == 0) {
+    if (nti_is_publisher(n)) {
+        rv = nti_pub_info(n, what, json, timeout_ms, out);
+    } else if (strcmp(what, "subs") == 0) {
         rv = nti_info_subs(n, json, out);
     } else if (strcmp(what, "members") == 0) {
         rv = nti_info_members(n, json, out);

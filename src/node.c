@@ -131,14 +131,17 @@ node_bury(nt_node *n)
 static void
 node_free(nt_node *n, bool keep_shell)
 {
+    nti_cluster_close(n);
     if (n->timer != NULL) {
         nti_timer_free(n->timer);
+        n->timer = NULL;
     }
     if (n->pool != NULL) {
         nti_pool_free(n->pool);
     }
     nti_rpctab_free(n->rpc);
     nti_index_free(n->index);
+    nti_cluster_free_members(n);
     nti_cv_fini(&n->regs_cv);
     nti_mtx_fini(&n->reg_mtx);
     free(n->listen);
@@ -211,6 +214,9 @@ copy_config(nt_node *n, const nt_config *cfg)
                                          : DEFAULT_MAX_REGS;
     n->max_inflight = cfg->max_inflight ? cfg->max_inflight
                                         : DEFAULT_MAX_INFLIGHT;
+    n->gossip_interval_ms = cfg->gossip_interval_ms;
+    n->gossip_fanout = cfg->gossip_fanout;
+    n->probe_interval_ms = cfg->probe_interval_ms;
     n->log.fn = cfg->log_fn;
     n->log.arg = cfg->log_arg;
     n->log.level = cfg->log_level ? cfg->log_level : NT_LOG_WARN;
@@ -221,10 +227,8 @@ copy_config(nt_node *n, const nt_config *cfg)
 static void
 make_identity(nt_node *n)
 {
-    unsigned char h[NTI_ID_HEX / 2];
     crypto_sign_keypair(n->pk, n->sk);
-    crypto_generichash(h, sizeof(h), n->pk, sizeof(n->pk), NULL, 0);
-    sodium_bin2hex(n->id, sizeof(n->id), h, sizeof(h));
+    gsp_id_from_pk(n->pk, n->id_bin, n->id);
 }
 
 int
@@ -260,25 +264,21 @@ nt_node_open(nt_node **out, const nt_config *cfg)
         randombytes_buf(&seed, sizeof(seed));
     }
     nti_rng_init(&n->rng, seed);
-    if (n->listen != NULL &&
-        (n->address = strdup(n->advertise ? n->advertise : n->listen)) ==
-            NULL) {
-        rv = NT_ENOMEM;
-        goto fail;
-    }
     uint64_t ixseed;
     randombytes_buf(&ixseed, sizeof(ixseed));
     if ((rv = nti_index_alloc(&n->index, ixseed)) != NT_OK ||
         (rv = nti_timer_alloc(&n->timer, "nt-timer")) != NT_OK ||
         (rv = nti_pool_alloc(&n->pool, n->workers, n->queue_depth,
                              n->max_threads, "nt")) != NT_OK ||
-        (rv = nti_rpctab_alloc(&n->rpc, n->timer, n->pool)) != NT_OK) {
+        (rv = nti_rpctab_alloc(&n->rpc, n->timer, n->pool)) != NT_OK ||
+        (rv = nti_cluster_open(n)) != NT_OK) {
         goto fail;
     }
     *out = n;
     return NT_OK;
 
 fail:
+    atomic_store(&n->closing, true);
     if (n->pool != NULL) {
         nti_pool_shutdown(n->pool);
     }
@@ -299,6 +299,7 @@ nt_node_close(nt_node *n, int timeout_ms)
         return NT_ECLOSED;
     }
     uint64_t deadline = nti_deadline(timeout_ms);
+    nti_cluster_leave(n, deadline);
     (void)nti_pool_drain(n->pool, deadline);
     /* Calls first, so that they are marked closed, then the handles. */
     nti_rpctab_close(n->rpc);
@@ -315,9 +316,6 @@ nt_node_close(nt_node *n, int timeout_ms)
     }
     nti_mtx_unlock(&n->close_mtx);
 
-    /* The timer may still be running an expiry; stopping it waits. */
-    nti_timer_free(n->timer);
-    n->timer = NULL;
     node_free(n, true);
     return NT_OK;
 }
@@ -339,6 +337,7 @@ nt_node_reload(nt_node *n, const char *const *smap)
         nti_mtx_lock(&n->reg_mtx);
         char **old = n->smap;
         n->smap = v;
+        rv = nti_cluster_reload(n, v);
         nti_mtx_unlock(&n->reg_mtx);
         strv_free(old);
     }
@@ -357,30 +356,6 @@ const char *
 nt_node_address(const nt_node *n)
 {
     return n != NULL ? n->address : NULL;
-}
-
-int
-nt_node_wait_members(nt_node *n, unsigned count, int timeout_ms)
-{
-    if (!nti_node_enter(n)) {
-        return NT_ECLOSED;
-    }
-    /* A node without a cluster layer counts only itself. */
-    int rv = count <= (n->listen != NULL ? 1u : 0u) ? NT_OK : NT_ETIMEDOUT;
-    nti_node_leave(n);
-    (void)timeout_ms;
-    return rv;
-}
-
-int
-nt_node_wait_converged(nt_node *n, int timeout_ms)
-{
-    if (!nti_node_enter(n)) {
-        return NT_ECLOSED;
-    }
-    nti_node_leave(n);
-    (void)timeout_ms;
-    return NT_OK;
 }
 
 /* ---- Registration ---------------------------------------------------- */
@@ -422,6 +397,9 @@ reg_add(nt_node *n, nti_kind kind, const char *object, nt_match match,
     } else {
         s.id = atomic_fetch_add(&n->next_reg_id, 1);
         rv = nti_index_add(n->index, &n->local, &s);
+        if (rv == NT_OK) {
+            nti_cluster_reg_added(n, &s);
+        }
     }
     nti_mtx_unlock(&n->reg_mtx);
 out:
@@ -463,6 +441,9 @@ reg_remove(nt_node *n, nti_kind kind, const char *object, nt_match match,
     nti_mtx_lock(&n->reg_mtx);
     int rv = nti_index_remove(n->index, &n->local, kind, object, match, cmd,
                               dest, &r);
+    if (rv == NT_OK) {
+        nti_cluster_reg_removed(n, r->id);
+    }
     nti_mtx_unlock(&n->reg_mtx);
     if (rv == NT_OK) {
         r->rnext = NULL;
@@ -481,6 +462,9 @@ reg_remove_all(nt_node *n, nti_kind kind, void *dest)
     nti_reg *chain = NULL;
     nti_mtx_lock(&n->reg_mtx);
     int rv = nti_index_remove_dest(n->index, &n->local, kind, dest, &chain);
+    for (nti_reg *r = chain; r != NULL; r = r->rnext) {
+        nti_cluster_reg_removed(n, r->id);
+    }
     nti_mtx_unlock(&n->reg_mtx);
     reg_settle(n, chain);
     nti_node_leave(n);

@@ -10,7 +10,9 @@
 #include <stdbool.h>
 
 #include "index.h"
+#include "gossip.h"
 #include "log.h"
+#include "msg.h"
 #include "notifier/notifier.h"
 #include "platform/platform.h"
 #include "pool.h"
@@ -18,6 +20,7 @@
 #include "rng.h"
 #include "rpc.h"
 #include "timer.h"
+#include "transport.h"
 
 #define NTI_ID_HEX 32
 
@@ -32,6 +35,23 @@ typedef struct {
     _Atomic uint64_t dropped_unreg;  /* target unregistered in flight */
 } nti_counters;
 
+/* A remote member as this node knows it.  Its registrations are owned by
+ * owner (owner.peer points back here).  Members live until the node
+ * closes, so registrations held by in-flight work never outlive theirs. */
+typedef struct nti_member {
+    nti_owner owner;
+    nti_hnode hn;
+    struct nti_member *next;
+    uint8_t id[GSP_ID_LEN];
+    char id_hex[GSP_ID_HEX_LEN + 1];
+    nti_mtx mtx;      /* guards the fields below */
+    char addr[GSP_ADDR_MAX + 1];
+    uint64_t incarnation;
+    uint64_t gen;     /* unique per life, for failing its pending calls */
+    bool alive;
+    nti_peer *peer;   /* held while alive */
+} nti_member;
+
 struct nt_node {
     /* Configuration, copied at open. */
     char *listen, *advertise;
@@ -39,6 +59,7 @@ struct nt_node {
     unsigned char key[32];
     size_t max_payload;
     unsigned workers, queue_depth, max_threads, max_regs, max_inflight;
+    unsigned gossip_interval_ms, gossip_fanout, probe_interval_ms;
     nti_logger log;
 
     /* Identity. */
@@ -66,6 +87,26 @@ struct nt_node {
     nti_rng rng;
     nti_counters ctr;
     nt_node *next_dead; /* graveyard link, after close */
+
+    /* Cluster (cluster.c). */
+    uint8_t id_bin[GSP_ID_LEN];
+    uint64_t boot;            /* incarnation: wall-clock ms at open */
+    gsp_keyring *keyring;
+    nti_tp *tp;
+    nti_mtx gossip_mtx;       /* guards gossip, members, member_gen,
+                                 gossip_stop; cluster_cv waits on it */
+    nti_cv cluster_cv;        /* membership or digest may have changed */
+    gsp *gossip;              /* NULL for a publisher */
+    nti_htab members;
+    nti_member *member_list;
+    uint64_t member_gen;
+    uint64_t lost[64];        /* gens lost during one gossip call */
+    size_t nlost;
+    bool gossip_stop;
+    nti_timer_ent gossip_tmr;
+    _Atomic unsigned gossip_sends; /* gossip frames in flight */
+    nti_peer **servers;       /* publisher: one peer per smap entry */
+    size_t nservers;
 };
 
 /* Every public entry point brackets its work with these. */
@@ -76,6 +117,55 @@ void nti_node_leave(nt_node *n);
 int nti_info_subs(nt_node *n, int json, char **out);
 int nti_info_members(nt_node *n, int json, char **out);
 int nti_info_stats(nt_node *n, int json, char **out);
+
+/* Cluster (cluster.c). */
+int nti_cluster_open(nt_node *n);
+/* Leave gracefully and stop gossip (before draining). */
+void nti_cluster_leave(nt_node *n, uint64_t deadline_ms);
+/* Close the transport and free the cluster state (after the pool). */
+void nti_cluster_close(nt_node *n);
+void nti_cluster_free_members(nt_node *n);
+int nti_cluster_reload(nt_node *n, char **smap);
+void nti_cluster_stats(nt_node *n,
+                       void (*row)(void *, const char *, uint64_t),
+                       void *arg);
+void nti_cluster_digest(nt_node *n, char *hex);
+void nti_cluster_reg_added(nt_node *n, const nti_reg_spec *s);
+void nti_cluster_reg_removed(nt_node *n, uint64_t id);
+bool nti_is_publisher(const nt_node *n);
+/* Remote delivery: queue a notification to every remote target of t
+ * (reserve first, then commit) and start the remote slots of a call. */
+int nti_remote_reserve(nt_node *n, nti_targets *t);
+void nti_remote_unreserve(nt_node *n, nti_targets *t);
+void nti_remote_notify(nt_node *n, nti_targets *t, nti_msg *m);
+void nti_remote_call(nt_node *n, nti_targets *t, nti_call *c, nti_msg *m,
+                     bool nested);
+/* Publisher side: forward to a server. */
+int nti_pub_publish(nt_node *n, const char *object, uint64_t id,
+                    const char *cmd, const void *data, size_t len);
+int nti_pub_call(nt_node *n, const char *object, uint64_t id,
+                 const char *cmd, const void *data, size_t len,
+                 int timeout_ms, nti_waiter *w, nt_response_fn cb, void *arg,
+                 nt_results **out);
+int nti_pub_info(nt_node *n, const char *what, int json, int timeout_ms,
+                 char **out);
+
+/* Delivery helpers used by the server side (deliver.c). */
+int nti_deliver_call_local(nt_node *n, nti_call *c, nti_reg **regs,
+                           const size_t *slots, size_t k, nti_msg *m,
+                           bool urgent);
+uint64_t nti_order_key(const char *from, const char *object, uint64_t id);
+/* Route and deliver as if `from` had published or called (servers acting
+ * for publishers). */
+int nti_publish_from(nt_node *n, const char *object, uint64_t id,
+                     const char *cmd, const void *data, size_t len,
+                     const char *from);
+int nti_rpc_async_from(nt_node *n, const char *object, uint64_t id,
+                       const char *cmd, const void *data, size_t len,
+                       int timeout_ms, nt_response_fn fn, void *arg,
+                       const char *from);
+int nti_deliver_notify_regs(nt_node *n, nti_reg **regs, size_t k,
+                            nti_msg *m);
 
 /* Checks a name (object, cmd): non-empty, at most 255 bytes. */
 bool nti_name_ok(const char *s);

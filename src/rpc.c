@@ -371,6 +371,24 @@ nti_rpctab_wait(nti_rpctab *tab, nti_waiter *w)
     nti_pool_block_end();
 }
 
+void
+nti_waiter_add(nti_rpctab *tab, nti_waiter *w)
+{
+    nti_mtx_lock(&tab->mtx);
+    w->remaining++;
+    nti_mtx_unlock(&tab->mtx);
+}
+
+void
+nti_waiter_done(nti_rpctab *tab, nti_waiter *w)
+{
+    nti_mtx_lock(&tab->mtx);
+    if (--w->remaining == 0) {
+        nti_cv_broadcast(&w->cv);
+    }
+    nti_mtx_unlock(&tab->mtx);
+}
+
 nt_results *
 nti_call_take(nti_call *c, int *status)
 {

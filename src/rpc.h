@@ -61,6 +61,9 @@ void nti_call_fill(nti_call *c, size_t i, int status, int code,
 void nti_waiter_init(nti_waiter *w);
 void nti_waiter_fini(nti_waiter *w);
 void nti_rpctab_wait(nti_rpctab *tab, nti_waiter *w);
+/* For waits on work outside the call table (publisher calls). */
+void nti_waiter_add(nti_rpctab *tab, nti_waiter *w);
+void nti_waiter_done(nti_rpctab *tab, nti_waiter *w);
 /* After completion: the results (ownership passes to the caller) and the
  * call's status (NT_OK, or NT_ECLOSED when cut short by close). */
 nt_results *nti_call_take(nti_call *c, int *status);

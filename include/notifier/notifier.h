@@ -92,8 +92,7 @@ typedef struct nt_config {
                                 makes slice draws reproducible. */
     unsigned gossip_interval_ms; /* 0 = 200 */
     unsigned gossip_fanout;      /* 0 = 3 */
-    unsigned probe_interval_ms;  /* 0 = 1000 */
-    unsigned suspect_timeout_ms; /* 0 = 5 * probe interval */
+    unsigned probe_interval_ms;  /* failure-detector probes; 0 = 400 */
     unsigned max_registrations;  /* local registrations; 0 = 65536 */
     unsigned max_inflight;       /* RPC requests served at once from the
                                     network; 0 = 4096 */
@@ -284,6 +283,15 @@ NT_API void nt_free(void *p);
  * (surrounding whitespace ignored) into 32 bytes: NT_OK or NT_EAUTH. */
 NT_API int nt_key_generate(char *out, size_t cap);
 NT_API int nt_key_parse(const char *text, unsigned char key[32]);
+/* Key rotation without downtime: install the new key on every node, then
+ * make it the one used for sending on every node, then remove the old one
+ * everywhere.  Frames are accepted under any installed key.  Errors:
+ * NT_ENOENT (not installed), NT_EINVAL (removing the key in use),
+ * NT_ELIMIT (keyring full or key id clash: generate another key). */
+NT_API int nt_node_key_install(nt_node *n, const unsigned char key[32]);
+NT_API int nt_node_key_use(nt_node *n, const unsigned char key[32]);
+NT_API int nt_node_key_remove(nt_node *n, const unsigned char key[32]);
+
 /* Checks a "host:port" address as the API and programs accept it: NT_OK or
  * NT_EADDR. */
 NT_API int nt_addr_check(const char *addr);

@@ -1,0 +1,2019 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Cluster: the node's gossip directory, its members, and everything that
+ * crosses the network (see docs/PROTOCOL.md).
+ *
+ * Design notes
+ * ------------
+ * Gossip.  One gsp instance per member node, driven under gossip_mtx: by
+ * the node's timer (gsp_next_deadline), by frames from the transport, and
+ * by local (un)registrations (one entry per registration).  Frames the
+ * instance emits are collected under the lock and sent after it is
+ * dropped.  Gossip events arrive inside those calls, still under the lock,
+ * and are applied to the routing index one entry at a time.
+ *
+ * Members.  A member's registrations are owned by its nti_member (embedded
+ * nti_owner).  When gossip declares a member dead or left, its entries are
+ * deleted first (gossip's guarantee), then its pending calls fail with
+ * NT_EPEERLOST and its connection is retired, which fails whatever is in
+ * flight on it.  Members are freed only at close.
+ *
+ * Server side.  Requests arrive on nng threads (request_in).  Notification
+ * batches are queued on the workers and acknowledged at once with the
+ * number accepted; calls become an nti_call whose completion callback
+ * encodes the results and answers; publishers' publishes and calls are
+ * routed here as if made locally.
+ *
+ * Publisher side.  A node without a listen address keeps a peer per smap
+ * entry and sends everything to the first connected one.
+ *
+ * Lock order: reg_mtx -> gossip_mtx -> member.mtx -> (index lock, rpctab,
+ * pool, timer, transport locks).
+ */
+#include <math.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "node.h"
+#include "strbuf.h"
+
+#define PUB_TIMEOUT_MS 5000   /* publisher publish: server ack */
+#define PUB_GRACE_MS 2000     /* publisher call: beyond the call timeout */
+#define LEAVE_WAIT_MS 500
+
+bool
+nti_is_publisher(const nt_node *n)
+{
+    return n->listen == NULL;
+}
+
+static uint64_t
+wall_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
+}
+
+/* ---- registration entries ----------------------------------------------- */
+
+static void
+be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+static uint64_t
+get_be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) {
+        v = (v << 8) | p[i];
+    }
+    return v;
+}
+
+/* value: u8 kind, u8 slice, u64 weight bits, u64 mask, u64 value,
+ * str object, str cmd */
+static size_t
+entry_encode(const nti_reg_spec *s, uint8_t *buf, size_t cap)
+{
+    gsp_wr w;
+    gsp_wr_init(&w, buf, cap);
+    uint64_t wb;
+    double weight = s->slice ? s->weight : 1.0;
+    memcpy(&wb, &weight, sizeof(wb));
+    gsp_wr_u8(&w, (uint8_t)s->kind);
+    gsp_wr_u8(&w, s->slice ? 1 : 0);
+    gsp_wr_u64(&w, wb);
+    gsp_wr_u64(&w, s->match.mask);
+    gsp_wr_u64(&w, s->match.value);
+    nti_wire_name_put(&w, s->object);
+    nti_wire_name_put(&w, s->cmd);
+    return cap - gsp_wr_left(&w);
+}
+
+static int
+entry_decode(const uint8_t *val, size_t vlen, nti_reg_spec *s, char *object,
+             char *cmd)
+{
+    gsp_rd r;
+    uint8_t kind = 0, slice = 0;
+    uint64_t wb = 0;
+    gsp_rd_init(&r, val, vlen);
+    gsp_rd_u8(&r, &kind);
+    gsp_rd_u8(&r, &slice);
+    gsp_rd_u64(&r, &wb);
+    gsp_rd_u64(&r, &s->match.mask);
+    gsp_rd_u64(&r, &s->match.value);
+    if (nti_wire_name_get(&r, object) != GSP_OK ||
+        nti_wire_name_get(&r, cmd) != GSP_OK || gsp_rd_done(&r, 1) != GSP_OK ||
+        kind > NTI_RPC || slice > 1) {
+        return NT_EPROTO;
+    }
+    memcpy(&s->weight, &wb, sizeof(wb));
+    s->kind = (nti_kind)kind;
+    s->slice = slice != 0;
+    s->object = object;
+    s->cmd = cmd;
+    return nti_reg_spec_check(s) == NT_OK ? NT_OK : NT_EPROTO;
+}
+
+/* ---- gossip driving ------------------------------------------------------- */
+
+typedef struct gossip_send {
+    nti_creq base;
+    nt_node *n;
+} gossip_send;
+
+static void
+gossip_sent(nti_creq *r, int rv, const nti_hdr *h, const uint8_t *pt,
+            size_t len)
+{
+    (void)h;
+    (void)pt;
+    (void)len;
+    gossip_send *gs = (gossip_send *)r;
+    nt_node *n = gs->n;
+    if (rv == NT_EAUTH) {
+        nti_log(&n->log, NT_LOG_WARN,
+                "peer refused our gossip: authentication failed", "peer",
+                "?", "hint", "wrong cluster key?", NULL, NULL);
+    }
+    free(gs);
+    atomic_fetch_sub(&n->gossip_sends, 1);
+}
+
+/* A batch of frames taken out under gossip_mtx, sent after. */
+typedef struct {
+    gsp_frame *v;
+    size_t n, cap;
+} framelist;
+
+static void
+frames_collect(nt_node *n, framelist *fl)
+{
+    gsp_frame f;
+    while (gsp_out(n->gossip, &f) == 1) {
+        if (fl->n == fl->cap) {
+            size_t nc = fl->cap ? fl->cap * 2 : 16;
+            gsp_frame *v = realloc(fl->v, nc * sizeof(*v));
+            if (v == NULL) {
+                gsp_frame_release(&f); /* gossip tolerates loss */
+                continue;
+            }
+            fl->v = v;
+            fl->cap = nc;
+        }
+        fl->v[fl->n++] = f;
+    }
+}
+
+static void
+frames_send(nt_node *n, framelist *fl)
+{
+    for (size_t i = 0; i < fl->n; i++) {
+        gsp_frame *f = &fl->v[i];
+        nti_peer *p = NULL;
+        gossip_send *gs = calloc(1, sizeof(*gs));
+        if (gs == NULL || nti_tp_peer(n->tp, f->addr, &p) != NT_OK) {
+            free(gs);
+            gsp_frame_release(f);
+            continue;
+        }
+        gs->n = n;
+        gs->base.done = gossip_sent;
+        gs->base.channel = NTI_CH_GOSSIP;
+        gs->base.frame = f->buf;
+        gs->base.len = f->len;
+        atomic_fetch_add(&n->gossip_sends, 1);
+        if (nti_peer_submit(p, &gs->base) != NT_OK) {
+            atomic_fetch_sub(&n->gossip_sends, 1);
+            gsp_frame_release(f);
+            free(gs);
+        }
+        nti_peer_rele(p);
+    }
+    free(fl->v);
+    fl->v = NULL;
+    fl->n = fl->cap = 0;
+}
+
+/* After any gossip call: collect frames, re-arm the timer, wake waiters.
+ * gossip_mtx held. */
+static void
+gossip_after(nt_node *n, framelist *fl)
+{
+    frames_collect(n, fl);
+    if (!n->gossip_stop) {
+        uint64_t when = gsp_next_deadline(n->gossip);
+        uint64_t now = nti_clock_ms();
+        nti_timer_schedule(n->timer, &n->gossip_tmr, when > now ? when : now);
+    }
+    nti_cv_broadcast(&n->cluster_cv);
+}
+
+static void
+gossip_timer(void *arg)
+{
+    nt_node *n = arg;
+    framelist fl = { 0 };
+    nti_mtx_lock(&n->gossip_mtx);
+    if (n->gossip == NULL || n->gossip_stop) {
+        nti_mtx_unlock(&n->gossip_mtx);
+        return;
+    }
+    gsp_tick(n->gossip, nti_clock_ms());
+    gossip_after(n, &fl);
+    nti_mtx_unlock(&n->gossip_mtx);
+    frames_send(n, &fl);
+}
+
+static int
+gossip_in(void *arg, const uint8_t *frame, size_t len)
+{
+    nt_node *n = arg;
+    framelist fl = { 0 };
+    nti_mtx_lock(&n->gossip_mtx);
+    if (n->gossip == NULL || n->gossip_stop) {
+        nti_mtx_unlock(&n->gossip_mtx);
+        return GSP_OK;
+    }
+    int rv = gsp_recv(n->gossip, nti_clock_ms(), frame, len);
+    gossip_after(n, &fl);
+    nti_mtx_unlock(&n->gossip_mtx);
+    frames_send(n, &fl);
+    return rv;
+}
+
+/* ---- members ---------------------------------------------------------------- */
+
+static nti_member *
+member_find(nt_node *n, const uint8_t *id)
+{
+    uint64_t k;
+    memcpy(&k, id, sizeof(k));
+    for (nti_hnode *h = nti_htab_find(&n->members, k); h != NULL;
+         h = nti_htab_next(h, k)) {
+        nti_member *m = (nti_member *)((char *)h - offsetof(nti_member, hn));
+        if (memcmp(m->id, id, GSP_ID_LEN) == 0) {
+            return m;
+        }
+    }
+    return NULL;
+}
+
+static nti_member *
+member_get(nt_node *n, const uint8_t *id, const char *hex)
+{
+    nti_member *m = member_find(n, id);
+    if (m != NULL) {
+        return m;
+    }
+    if ((m = calloc(1, sizeof(*m))) == NULL) {
+        return NULL;
+    }
+    memcpy(m->id, id, GSP_ID_LEN);
+    snprintf(m->id_hex, sizeof(m->id_hex), "%s", hex);
+    memcpy(&m->hn.hash, id, sizeof(m->hn.hash));
+    if (nti_htab_insert(&n->members, &m->hn) != NT_OK) {
+        free(m);
+        return NULL;
+    }
+    nti_mtx_init(&m->mtx);
+    m->owner.peer = m;
+    m->owner.node_id = m->id_hex;
+    m->next = n->member_list;
+    n->member_list = m;
+    return m;
+}
+
+static void
+regs_release(nti_reg *chain)
+{
+    while (chain != NULL) {
+        nti_reg *next = chain->rnext;
+        nti_reg_rele(chain);
+        chain = next;
+    }
+}
+
+static void
+member_up(nt_node *n, const gsp_event *ev)
+{
+    nti_member *m = member_get(n, ev->id, ev->id_hex);
+    if (m == NULL) {
+        return;
+    }
+    nti_peer *old = NULL, *p = NULL;
+    nti_mtx_lock(&m->mtx);
+    bool moved = m->peer != NULL && strcmp(m->addr, ev->addr) != 0;
+    if (moved || (m->alive && m->incarnation != ev->incarnation)) {
+        old = m->peer;
+        m->peer = NULL;
+    }
+    bool had_gen = m->gen != 0 && m->alive;
+    uint64_t old_gen = m->gen;
+    snprintf(m->addr, sizeof(m->addr), "%s", ev->addr ? ev->addr : "");
+    m->incarnation = ev->incarnation;
+    m->alive = true;
+    m->gen = ++n->member_gen;
+    bool need_peer = m->peer == NULL;
+    nti_mtx_unlock(&m->mtx);
+    if (had_gen) {
+        /* A restart: calls to the previous life cannot be answered. */
+        nti_rpctab_peer_lost(n->rpc, old_gen);
+    }
+    if (old != NULL) {
+        nti_peer_retire(old);
+        nti_peer_rele(old);
+    }
+    if (need_peer && nti_tp_peer(n->tp, ev->addr, &p) == NT_OK) {
+        nti_mtx_lock(&m->mtx);
+        if (m->peer == NULL) {
+            m->peer = p;
+            p = NULL;
+        }
+        nti_mtx_unlock(&m->mtx);
+        if (p != NULL) {
+            nti_peer_rele(p);
+        }
+    }
+    char inc[24];
+    snprintf(inc, sizeof(inc), "%llu", (unsigned long long)ev->incarnation);
+    nti_log(&n->log, NT_LOG_INFO, "member up", "peer", m->id_hex, "address",
+            ev->addr, "incarnation", inc);
+}
+
+static void
+member_gone(nt_node *n, const gsp_event *ev, const char *what)
+{
+    nti_member *m = member_find(n, ev->id);
+    if (m == NULL) {
+        return;
+    }
+    nti_mtx_lock(&m->mtx);
+    bool was = m->alive;
+    m->alive = false;
+    uint64_t gen = m->gen;
+    nti_peer *p = m->peer;
+    m->peer = NULL;
+    nti_mtx_unlock(&m->mtx);
+    /* Its entries were deleted just before (gossip's guarantee); make
+     * sure nothing of it stays routable. */
+    regs_release(nti_index_remove_owner(n->index, &m->owner));
+    if (was) {
+        nti_rpctab_peer_lost(n->rpc, gen);
+    }
+    if (p != NULL) {
+        nti_peer_retire(p);
+        nti_peer_rele(p);
+    }
+    nti_log(&n->log, NT_LOG_INFO, what, "peer", m->id_hex, "address",
+            m->addr, NULL, NULL);
+}
+
+static void
+entry_put(nt_node *n, const gsp_event *ev)
+{
+    if (ev->klen != 8) {
+        return;
+    }
+    nti_member *m = member_get(n, ev->id, ev->id_hex);
+    if (m == NULL) {
+        return;
+    }
+    nti_reg_spec s;
+    char object[NTI_NAME_MAX + 1], cmd[NTI_NAME_MAX + 1];
+    memset(&s, 0, sizeof(s));
+    if (entry_decode(ev->val, ev->vlen, &s, object, cmd) != NT_OK) {
+        nti_log(&n->log, NT_LOG_WARN, "ignored a malformed registration",
+                "peer", m->id_hex, NULL, NULL, NULL, NULL);
+        return;
+    }
+    s.id = get_be64(ev->key);
+    nti_reg *old = NULL;
+    if (nti_index_remove_id(n->index, &m->owner, s.id, &old) == NT_OK) {
+        nti_reg_rele(old);
+    }
+    if (nti_index_add(n->index, &m->owner, &s) != NT_OK) {
+        nti_log(&n->log, NT_LOG_WARN, "could not index a registration",
+                "peer", m->id_hex, "object", object, NULL, NULL);
+    }
+}
+
+static void
+entry_del(nt_node *n, const gsp_event *ev)
+{
+    nti_member *m = member_find(n, ev->id);
+    nti_reg *old = NULL;
+    if (m != NULL && ev->klen == 8 &&
+        nti_index_remove_id(n->index, &m->owner, get_be64(ev->key), &old) ==
+            NT_OK) {
+        nti_reg_rele(old);
+    }
+}
+
+/* Gossip events, under gossip_mtx. */
+static void
+on_event(void *arg, const gsp_event *ev)
+{
+    nt_node *n = arg;
+    switch (ev->type) {
+    case GSP_EV_MEMBER_UP:
+        member_up(n, ev);
+        break;
+    case GSP_EV_MEMBER_SUSPECT:
+        nti_log(&n->log, NT_LOG_INFO, "member suspect", "peer", ev->id_hex,
+                NULL, NULL, NULL, NULL);
+        break;
+    case GSP_EV_MEMBER_ALIVE:
+        nti_log(&n->log, NT_LOG_INFO, "member alive again", "peer",
+                ev->id_hex, NULL, NULL, NULL, NULL);
+        break;
+    case GSP_EV_MEMBER_DEAD:
+        member_gone(n, ev, "member dead");
+        break;
+    case GSP_EV_MEMBER_LEFT:
+        member_gone(n, ev, "member left");
+        break;
+    case GSP_EV_ENTRY_PUT:
+        entry_put(n, ev);
+        break;
+    case GSP_EV_ENTRY_DEL:
+        entry_del(n, ev);
+        break;
+    }
+}
+
+static void
+peer_event(void *arg, nti_peer *p, bool up)
+{
+    nt_node *n = arg;
+    nti_log(&n->log, NT_LOG_DEBUG, up ? "connected" : "disconnected",
+            "address", nti_peer_addr(p), NULL, NULL, NULL, NULL);
+}
+
+void
+nti_cluster_reg_added(nt_node *n, const nti_reg_spec *s)
+{
+    if (n->gossip == NULL) {
+        return;
+    }
+    uint8_t key[8], val[2 + 24 + 2 * (NTI_NAME_MAX + 1)];
+    be64(key, s->id);
+    size_t vlen = entry_encode(s, val, sizeof(val));
+    framelist fl = { 0 };
+    nti_mtx_lock(&n->gossip_mtx);
+    if (!n->gossip_stop) {
+        int rv = gsp_put(n->gossip, nti_clock_ms(), key, sizeof(key), val,
+                         vlen);
+        if (rv != GSP_OK) {
+            nti_log(&n->log, NT_LOG_ERROR,
+                    "could not publish a registration", "error",
+                    gsp_strerror(rv), NULL, NULL, NULL, NULL);
+        }
+        gossip_after(n, &fl);
+    }
+    nti_mtx_unlock(&n->gossip_mtx);
+    frames_send(n, &fl);
+}
+
+void
+nti_cluster_reg_removed(nt_node *n, uint64_t id)
+{
+    if (n->gossip == NULL) {
+        return;
+    }
+    uint8_t key[8];
+    be64(key, id);
+    framelist fl = { 0 };
+    nti_mtx_lock(&n->gossip_mtx);
+    if (!n->gossip_stop) {
+        gsp_del(n->gossip, nti_clock_ms(), key, sizeof(key));
+        gossip_after(n, &fl);
+    }
+    nti_mtx_unlock(&n->gossip_mtx);
+    frames_send(n, &fl);
+}
+
+/* ---- server side -------------------------------------------------------------- */
+
+/* A reply plaintext: header (to the requester, ref = its seq) + body. */
+static uint8_t *
+reply_begin(nt_node *n, const nti_hdr *req, uint8_t type, size_t body,
+            gsp_wr *w)
+{
+    uint8_t *pt = malloc(NTI_HDR_LEN + body);
+    if (pt == NULL) {
+        return NULL;
+    }
+    nti_tp_hdr(n->tp, type, req->sender, req->sender_boot, req->seq, pt);
+    gsp_wr_init(w, pt + NTI_HDR_LEN, body);
+    return pt;
+}
+
+static void
+reply_ack(nt_node *n, nti_sreq *sr, const nti_hdr *h, uint32_t accepted,
+          int status)
+{
+    gsp_wr w;
+    uint8_t *pt = reply_begin(n, h, NTI_T_ACK, 8, &w);
+    if (pt != NULL) {
+        gsp_wr_u32(&w, accepted);
+        gsp_wr_u32(&w, (uint32_t)status);
+    }
+    nti_sreq_reply(sr, pt, NTI_HDR_LEN + 8);
+}
+
+static void
+reply_text(nt_node *n, nti_sreq *sr, const nti_hdr *h, int status,
+           const char *text)
+{
+    size_t len = text ? strlen(text) : 0;
+    gsp_wr w;
+    uint8_t *pt = reply_begin(n, h, NTI_T_TEXT, 8 + len, &w);
+    if (pt != NULL) {
+        gsp_wr_u32(&w, (uint32_t)status);
+        gsp_wr_blob32(&w, text, len);
+    }
+    nti_sreq_reply(sr, pt, NTI_HDR_LEN + 8 + len);
+}
+
+/* Encodes results (or just a status) as a RESULTS reply. */
+static void
+reply_results(nt_node *n, nti_sreq *sr, const nti_hdr *h, int status,
+              const nt_results *r)
+{
+    size_t body = 6, count = r ? r->count : 0;
+    for (size_t i = 0; i < count; i++) {
+        body += nti_wire_item_size(strlen(r->items[i].node), r->items[i].len);
+    }
+    gsp_wr w;
+    uint8_t *pt = reply_begin(n, h, NTI_T_RESULTS, body, &w);
+    if (pt != NULL) {
+        nti_wire_results_head_put(&w, status, (uint16_t)count);
+        for (size_t i = 0; i < count; i++) {
+            const nt_result *it = &r->items[i];
+            nti_wire_item_put(&w, it->status, it->code, it->node, it->data,
+                              it->len);
+        }
+    }
+    nti_sreq_reply(sr, pt, NTI_HDR_LEN + body);
+}
+
+/* What a held request needs to answer later. */
+typedef struct {
+    nt_node *n;
+    nti_sreq *sr;
+    nti_hdr h;
+} held;
+
+static void
+held_done(void *arg, int status, const nt_results *r)
+{
+    held *hd = arg;
+    reply_results(hd->n, hd->sr, &hd->h, status, r);
+    free(hd);
+}
+
+static void
+srv_notify(nt_node *n, nti_sreq *sr, const nti_hdr *h, gsp_rd *r,
+           const char *from)
+{
+    uint32_t count = 0, accepted = 0;
+    int status = NT_OK;
+    gsp_rd_u32(r, &count);
+    nti_wmsg wm;
+    for (uint32_t i = 0; i < count; i++) {
+        if (nti_wire_msg_get(r, NTI_T_NOTIFY, &wm) != GSP_OK) {
+            status = NT_EPROTO;
+            break;
+        }
+        nti_reg *regs[NTI_MAX_TARGETS];
+        size_t k = 0;
+        for (size_t j = 0; j < wm.nregs; j++) {
+            nti_reg *reg = nti_index_get(n->index, &n->local,
+                                         nti_wire_reg(&wm, j));
+            if (reg != NULL && reg->kind == NTI_NOTIFY) {
+                regs[k++] = reg;
+            } else if (reg != NULL) {
+                nti_reg_rele(reg);
+            }
+        }
+        if (k < wm.nregs) {
+            atomic_fetch_add_explicit(&n->ctr.dropped_unreg, wm.nregs - k,
+                                      memory_order_relaxed);
+        }
+        int rv = NT_OK;
+        if (k > 0) {
+            nti_msg *m = nti_msg_alloc(wm.object, wm.id, wm.cmd,
+                                       wm.from[0] ? wm.from : from, wm.data,
+                                       wm.len);
+            rv = m != NULL ? nti_deliver_notify_regs(n, regs, k, m)
+                           : NT_ENOMEM;
+            if (m != NULL) {
+                nti_msg_rele(m);
+            }
+        }
+        for (size_t j = 0; j < k; j++) {
+            nti_reg_rele(regs[j]);
+        }
+        if (rv != NT_OK) {
+            status = rv;
+            break;
+        }
+        accepted++;
+    }
+    reply_ack(n, sr, h, accepted, status);
+}
+
+static void
+srv_call(nt_node *n, nti_sreq *sr, const nti_hdr *h, gsp_rd *r,
+         const char *from)
+{
+    nti_wmsg wm;
+    if (nti_wire_msg_get(r, NTI_T_CALL, &wm) != GSP_OK) {
+        reply_results(n, sr, h, NT_EPROTO, NULL);
+        return;
+    }
+    if (!nti_sreq_hold(sr)) {
+        reply_results(n, sr, h, NT_EAGAIN, NULL);
+        return;
+    }
+    size_t k = wm.nregs;
+    const char *ids[NTI_MAX_TARGETS];
+    nti_reg *regs[NTI_MAX_TARGETS];
+    size_t slots[NTI_MAX_TARGETS], nfound = 0;
+    for (size_t i = 0; i < k; i++) {
+        ids[i] = n->id;
+    }
+    nti_call *c = NULL;
+    held *hd = malloc(sizeof(*hd));
+    nti_msg *m = nti_msg_alloc(wm.object, wm.id, wm.cmd,
+                               wm.from[0] ? wm.from : from, wm.data, wm.len);
+    if (hd == NULL || m == NULL ||
+        nti_call_alloc(n->rpc, k, ids, NULL, &c) != NT_OK) {
+        free(hd);
+        if (m != NULL) {
+            nti_msg_rele(m);
+        }
+        reply_results(n, sr, h, NT_ENOMEM, NULL);
+        return;
+    }
+    hd->n = n;
+    hd->sr = sr;
+    hd->h = *h;
+    int rv = nti_call_start(c, UINT64_MAX, NULL, held_done, hd);
+    if (rv != NT_OK) {
+        free(hd);
+        reply_results(n, sr, h, rv, NULL);
+        goto out;
+    }
+    for (size_t i = 0; i < k; i++) {
+        nti_reg *reg = nti_index_get(n->index, &n->local, nti_wire_reg(&wm, i));
+        if (reg != NULL && reg->kind == NTI_RPC) {
+            regs[nfound] = reg;
+            slots[nfound++] = i;
+        } else if (reg != NULL) {
+            nti_reg_rele(reg);
+        }
+    }
+    rv = nti_deliver_call_local(n, c, regs, slots, nfound, m,
+                                (wm.flags & NTI_CALL_NESTED) != 0);
+    if (rv != NT_OK) {
+        if (nti_call_abort(c)) {
+            free(hd);
+            reply_results(n, sr, h, rv, NULL);
+        }
+    } else {
+        /* Registrations gone since the caller routed: no target. */
+        size_t j = 0;
+        for (size_t i = 0; i < k; i++) {
+            if (j < nfound && slots[j] == i) {
+                j++;
+                continue;
+            }
+            nti_call_fill(c, i, NT_ENOTARGET, 0, NULL, 0);
+        }
+    }
+    for (size_t i = 0; i < nfound; i++) {
+        nti_reg_rele(regs[i]);
+    }
+out:
+    nti_msg_rele(m);
+    nti_call_rele(c);
+}
+
+static void
+srv_route_call(nt_node *n, nti_sreq *sr, const nti_hdr *h, gsp_rd *r,
+               const char *from)
+{
+    nti_wmsg wm;
+    if (nti_wire_msg_get(r, NTI_T_ROUTE_CALL, &wm) != GSP_OK) {
+        reply_results(n, sr, h, NT_EPROTO, NULL);
+        return;
+    }
+    if (!nti_sreq_hold(sr)) {
+        reply_results(n, sr, h, NT_EAGAIN, NULL);
+        return;
+    }
+    held *hd = malloc(sizeof(*hd));
+    if (hd == NULL) {
+        reply_results(n, sr, h, NT_ENOMEM, NULL);
+        return;
+    }
+    hd->n = n;
+    hd->sr = sr;
+    hd->h = *h;
+    int timeout = wm.timeout_ms == UINT32_MAX ? -1
+                  : wm.timeout_ms > INT32_MAX ? INT32_MAX
+                                              : (int)wm.timeout_ms;
+    int rv = atomic_load(&n->closing)
+                 ? NT_ECLOSED
+                 : nti_rpc_async_from(n, wm.object, wm.id, wm.cmd, wm.data,
+                                      wm.len, timeout, held_done, hd, from);
+    if (rv != NT_OK) {
+        free(hd);
+        reply_results(n, sr, h, rv, NULL);
+    }
+}
+
+static void
+srv_publish(nt_node *n, nti_sreq *sr, const nti_hdr *h, gsp_rd *r,
+            const char *from)
+{
+    nti_wmsg wm;
+    int rv = nti_wire_msg_get(r, NTI_T_PUBLISH, &wm) == GSP_OK ? NT_OK
+                                                              : NT_EPROTO;
+    if (rv == NT_OK) {
+        rv = atomic_load(&n->closing)
+                 ? NT_ECLOSED
+                 : nti_publish_from(n, wm.object, wm.id, wm.cmd, wm.data,
+                                    wm.len, from);
+    }
+    if (rv == NT_OK) {
+        atomic_fetch_add_explicit(&n->ctr.published, 1, memory_order_relaxed);
+    }
+    reply_ack(n, sr, h, rv == NT_OK ? 1 : 0, rv);
+}
+
+static int cluster_status(nt_node *n, char **out);
+
+static void
+srv_info(nt_node *n, nti_sreq *sr, const nti_hdr *h, gsp_rd *r)
+{
+    char what[NTI_NAME_MAX + 1];
+    uint8_t fmt = 0;
+    char *text = NULL;
+    int rv;
+    if (nti_wire_name_get(r, what) != GSP_OK || gsp_rd_u8(r, &fmt) != GSP_OK) {
+        rv = NT_EPROTO;
+    } else if (strcmp(what, "status") == 0) {
+        rv = cluster_status(n, &text);
+    } else if (strcmp(what, "members") == 0) {
+        rv = nti_info_members(n, fmt == NT_INFO_JSON, &text);
+    } else if (strcmp(what, "subs") == 0) {
+        rv = nti_info_subs(n, fmt == NT_INFO_JSON, &text);
+    } else if (strcmp(what, "stats") == 0) {
+        rv = nti_info_stats(n, fmt == NT_INFO_JSON, &text);
+    } else {
+        rv = NT_EINVAL;
+    }
+    reply_text(n, sr, h, rv, text);
+    free(text);
+}
+
+static void
+request_in(void *arg, nti_sreq *sr, const nti_hdr *h, const uint8_t *pt,
+           size_t len)
+{
+    nt_node *n = arg;
+    char from[GSP_ID_HEX_LEN + 1];
+    gsp_id_hex(h->sender, from);
+    gsp_rd r;
+    gsp_rd_init(&r, pt + NTI_HDR_LEN, len - NTI_HDR_LEN);
+    switch (h->type) {
+    case NTI_T_NOTIFY:
+        srv_notify(n, sr, h, &r, from);
+        break;
+    case NTI_T_CALL:
+        srv_call(n, sr, h, &r, from);
+        break;
+    case NTI_T_PUBLISH:
+        srv_publish(n, sr, h, &r, from);
+        break;
+    case NTI_T_ROUTE_CALL:
+        srv_route_call(n, sr, h, &r, from);
+        break;
+    default:
+        srv_info(n, sr, h, &r);
+        break;
+    }
+}
+
+/* ---- remote delivery ------------------------------------------------------------ */
+
+/* Calls fn for each distinct remote member among t's targets (targets are
+ * grouped by owner: see nti_index_route), with its registration ids. */
+typedef int (*group_fn)(nt_node *n, nti_member *m, nti_reg **regs,
+                        size_t first, size_t k, void *arg);
+
+static int
+for_each_remote(nt_node *n, nti_targets *t, group_fn fn, void *arg)
+{
+    size_t i = 0;
+    while (i < t->n && t->v[i]->owner->peer == NULL) {
+        i++;
+    }
+    while (i < t->n) {
+        size_t j = i + 1;
+        while (j < t->n && t->v[j]->owner == t->v[i]->owner) {
+            j++;
+        }
+        int rv = fn(n, t->v[i]->owner->peer, t->v, i, j - i, arg);
+        if (rv != NT_OK) {
+            return rv;
+        }
+        i = j;
+    }
+    return NT_OK;
+}
+
+/* A member's peer, held, with its identity; NULL when gone. */
+static nti_peer *
+member_peer(nti_member *m, uint8_t *dest, uint64_t *boot, uint64_t *gen)
+{
+    nti_mtx_lock(&m->mtx);
+    nti_peer *p = m->alive ? m->peer : NULL;
+    if (p != NULL) {
+        nti_peer_hold(p);
+    }
+    memcpy(dest, m->id, GSP_ID_LEN);
+    *boot = m->incarnation;
+    if (gen != NULL) {
+        *gen = m->gen;
+    }
+    nti_mtx_unlock(&m->mtx);
+    return p;
+}
+
+typedef struct {
+    size_t done; /* groups reserved so far */
+} reserve_st;
+
+static int
+reserve_one(nt_node *n, nti_member *m, nti_reg **regs, size_t first,
+            size_t k, void *arg)
+{
+    (void)n;
+    (void)regs;
+    (void)first;
+    (void)k;
+    reserve_st *st = arg;
+    uint8_t dest[GSP_ID_LEN];
+    uint64_t boot;
+    nti_peer *p = member_peer(m, dest, &boot, NULL);
+    int rv = p != NULL ? nti_peer_reserve(p, 1) : NT_EUNREACHABLE;
+    if (p != NULL) {
+        nti_peer_rele(p);
+    }
+    if (rv == NT_EUNREACHABLE) {
+        rv = NT_OK; /* a member going away: gossip will drop it */
+        m = NULL;
+    }
+    if (rv == NT_OK) {
+        st->done++;
+    }
+    return rv;
+}
+
+typedef struct {
+    size_t left; /* groups still to undo */
+} unreserve_st;
+
+static int
+unreserve_one(nt_node *n, nti_member *m, nti_reg **regs, size_t first,
+              size_t k, void *arg)
+{
+    (void)n;
+    (void)regs;
+    (void)first;
+    (void)k;
+    unreserve_st *st = arg;
+    if (st->left == 0) {
+        return NT_EAGAIN; /* stop */
+    }
+    st->left--;
+    uint8_t dest[GSP_ID_LEN];
+    uint64_t boot;
+    nti_peer *p = member_peer(m, dest, &boot, NULL);
+    if (p != NULL) {
+        nti_peer_unreserve(p, 1);
+        nti_peer_rele(p);
+    }
+    return NT_OK;
+}
+
+int
+nti_remote_reserve(nt_node *n, nti_targets *t)
+{
+    reserve_st st = { 0 };
+    int rv = for_each_remote(n, t, reserve_one, &st);
+    if (rv != NT_OK) {
+        unreserve_st us = { st.done };
+        for_each_remote(n, t, unreserve_one, &us);
+        atomic_fetch_add_explicit(&n->ctr.rejected, 1, memory_order_relaxed);
+    }
+    return rv;
+}
+
+void
+nti_remote_unreserve(nt_node *n, nti_targets *t)
+{
+    unreserve_st us = { SIZE_MAX };
+    for_each_remote(n, t, unreserve_one, &us);
+}
+
+static int
+notify_one(nt_node *n, nti_member *m, nti_reg **regs, size_t first,
+           size_t k, void *arg)
+{
+    (void)n;
+    nti_msg *msg = arg;
+    uint8_t dest[GSP_ID_LEN];
+    uint64_t boot, ids[NTI_MAX_TARGETS];
+    nti_peer *p = member_peer(m, dest, &boot, NULL);
+    if (p == NULL) {
+        return NT_OK;
+    }
+    k = k > NTI_MAX_TARGETS ? NTI_MAX_TARGETS : k;
+    for (size_t i = 0; i < k; i++) {
+        ids[i] = regs[first + i]->id;
+    }
+    nti_peer_notify(p, msg, dest, boot, ids, k);
+    nti_peer_rele(p);
+    return NT_OK;
+}
+
+void
+nti_remote_notify(nt_node *n, nti_targets *t, nti_msg *m)
+{
+    for_each_remote(n, t, notify_one, m);
+}
+
+/* A CALL in flight to one member: which call slots it answers. */
+typedef struct {
+    nti_creq base;
+    nti_call *call;
+    size_t k;
+    size_t slots[];
+} call_req;
+
+static void
+call_done(nti_creq *r, int rv, const nti_hdr *h, const uint8_t *pt,
+          size_t len)
+{
+    call_req *cr = (call_req *)r;
+    if (rv == NT_OK && h != NULL && h->type == NTI_T_RESULTS) {
+        gsp_rd rd;
+        int32_t st;
+        uint16_t count;
+        gsp_rd_init(&rd, pt + NTI_HDR_LEN, len - NTI_HDR_LEN);
+        if (nti_wire_results_head_get(&rd, &st, &count) != GSP_OK) {
+            rv = NT_EPROTO;
+        } else if (st != NT_OK) {
+            rv = st;
+        } else {
+            for (size_t i = 0; i < cr->k; i++) {
+                nti_witem it;
+                if (i >= count || nti_wire_item_get(&rd, &it) != GSP_OK) {
+                    nti_call_fill(cr->call, cr->slots[i], NT_EPROTO, 0, NULL,
+                                  0);
+                    continue;
+                }
+                nti_call_fill(cr->call, cr->slots[i], it.status, it.code,
+                              it.data, it.len);
+            }
+        }
+    } else if (rv == NT_OK) {
+        rv = NT_EPROTO;
+    }
+    if (rv != NT_OK) {
+        if (rv == NT_EUNREACHABLE || rv == NT_ECLOSED) {
+            rv = NT_EPEERLOST;
+        }
+        for (size_t i = 0; i < cr->k; i++) {
+            nti_call_fill(cr->call, cr->slots[i], rv, 0, NULL, 0);
+        }
+    }
+    nti_call_rele(cr->call);
+    free(cr);
+}
+
+typedef struct {
+    nti_call *call;
+    nti_msg *m;
+    bool nested;
+} call_arg;
+
+static int
+call_one(nt_node *n, nti_member *mb, nti_reg **regs, size_t first, size_t k,
+         void *arg)
+{
+    call_arg *ca = arg;
+    uint8_t dest[GSP_ID_LEN];
+    uint64_t boot, ids[NTI_MAX_TARGETS];
+    nti_peer *p = member_peer(mb, dest, &boot, NULL);
+    k = k > NTI_MAX_TARGETS ? NTI_MAX_TARGETS : k;
+    call_req *cr = malloc(sizeof(*cr) + k * sizeof(size_t));
+    int rv = p != NULL ? NT_OK : NT_EPEERLOST;
+    if (cr == NULL) {
+        rv = NT_ENOMEM;
+    }
+    if (rv == NT_OK) {
+        for (size_t i = 0; i < k; i++) {
+            ids[i] = regs[first + i]->id;
+            cr->slots[i] = first + i;
+        }
+        cr->k = k;
+        cr->call = ca->call;
+        nti_call_hold(ca->call);
+        cr->base.done = call_done;
+        cr->base.channel = NTI_CH_DATA;
+        const nti_msg *m = ca->m;
+        size_t body = nti_wire_msg_size(NTI_T_CALL, m->from, m->object,
+                                        m->cmd, k, m->len);
+        cr->base.len = NTI_HDR_LEN + body;
+        cr->base.frame = malloc(cr->base.len);
+        if (cr->base.frame == NULL) {
+            rv = NT_ENOMEM;
+        } else {
+            cr->base.seq = nti_tp_hdr(n->tp, NTI_T_CALL, dest, boot, 0,
+                                      cr->base.frame);
+            gsp_wr w;
+            gsp_wr_init(&w, cr->base.frame + NTI_HDR_LEN, body);
+            nti_wire_msg_put(&w, NTI_T_CALL,
+                             ca->nested ? NTI_CALL_NESTED : 0, 0, m->from,
+                             m->id,
+                             m->object, m->cmd, ids, k, m->data, m->len);
+            rv = nti_peer_submit(p, &cr->base);
+            if (rv != NT_OK) {
+                free(cr->base.frame);
+            }
+        }
+        if (rv != NT_OK) {
+            nti_call_rele(ca->call);
+        }
+    }
+    if (rv != NT_OK) {
+        for (size_t i = 0; i < k; i++) {
+            nti_call_fill(ca->call, first + i,
+                          rv == NT_EUNREACHABLE ? NT_EPEERLOST : rv, 0, NULL,
+                          0);
+        }
+        free(cr);
+    }
+    if (p != NULL) {
+        nti_peer_rele(p);
+    }
+    return NT_OK;
+}
+
+void
+nti_remote_call(nt_node *n, nti_targets *t, nti_call *c, nti_msg *m,
+                bool nested)
+{
+    call_arg ca = { c, m, nested };
+    for_each_remote(n, t, call_one, &ca);
+}
+
+/* ---- publisher side ---------------------------------------------------------------- */
+
+/* A request to the server, shared by the waiting caller and the
+ * transport (two references). */
+typedef struct {
+    nti_creq base;
+    _Atomic unsigned refs;
+    nt_node *n;
+    nti_mtx mtx; /* guards done, status, pt, ptlen, hdr */
+    nti_cv cv;
+    bool done;
+    int status;
+    nti_hdr hdr;
+    uint8_t *pt;
+    size_t ptlen;
+    /* asynchronous completion (calls) */
+    nti_waiter *w;
+    nt_results **out;
+    nt_response_fn cb;
+    void *arg;
+    nti_task cbtask;
+    nt_results *res;
+    int res_status;
+} pubreq;
+
+static void
+pubreq_rele(pubreq *q)
+{
+    if (atomic_fetch_sub(&q->refs, 1) != 1) {
+        return;
+    }
+    free(q->pt);
+    free(q->base.frame);
+    nti_cv_fini(&q->cv);
+    nti_mtx_fini(&q->mtx);
+    free(q);
+}
+
+/* Decodes a RESULTS reply into nt_results (NULL + status on failure). */
+static nt_results *
+results_decode(const uint8_t *pt, size_t len, int *status)
+{
+    gsp_rd rd;
+    int32_t st;
+    uint16_t count;
+    gsp_rd_init(&rd, pt + NTI_HDR_LEN, len - NTI_HDR_LEN);
+    if (nti_wire_results_head_get(&rd, &st, &count) != GSP_OK) {
+        *status = NT_EPROTO;
+        return NULL;
+    }
+    if (st != NT_OK) {
+        *status = st;
+        return NULL;
+    }
+    /* One block: header, items, then node ids and payloads copied in. */
+    size_t blk = sizeof(nt_results) + count * sizeof(nt_result);
+    nt_results *r = calloc(1, blk + count * (GSP_ID_HEX_LEN + 1));
+    if (r == NULL) {
+        *status = NT_ENOMEM;
+        return NULL;
+    }
+    r->count = count;
+    r->items = (nt_result *)(r + 1);
+    char *names = (char *)(r->items + count);
+    for (uint16_t i = 0; i < count; i++) {
+        nti_witem it;
+        nt_result *o = &r->items[i];
+        char *nm = names + i * (GSP_ID_HEX_LEN + 1);
+        if (nti_wire_item_get(&rd, &it) != GSP_OK) {
+            r->count = i;
+            nt_results_free(r);
+            *status = NT_EPROTO;
+            return NULL;
+        }
+        size_t nl = it.nodelen < GSP_ID_HEX_LEN ? it.nodelen : GSP_ID_HEX_LEN;
+        memcpy(nm, it.node, nl);
+        nm[nl] = '\0';
+        o->node = nm;
+        o->status = it.status;
+        o->code = it.code;
+        o->len = it.len;
+        if (it.len > 0 || it.status != NT_OK) {
+            char *d = malloc(it.len + 1);
+            if (d == NULL) {
+                r->count = i;
+                nt_results_free(r);
+                *status = NT_ENOMEM;
+                return NULL;
+            }
+            memcpy(d, it.data, it.len);
+            d[it.len] = '\0';
+            o->data = d;
+        }
+    }
+    *status = NT_OK;
+    return r;
+}
+
+static void
+pub_cb_run(nti_task *t)
+{
+    pubreq *q = (pubreq *)((char *)t - offsetof(pubreq, cbtask));
+    q->cb(q->arg, q->res_status, q->res);
+    nt_results_free(q->res);
+    q->res = NULL;
+    pubreq_rele(q);
+}
+
+static void
+pub_done(nti_creq *r, int rv, const nti_hdr *h, const uint8_t *pt,
+         size_t len)
+{
+    pubreq *q = (pubreq *)r;
+    nt_node *n = q->n;
+    if (q->cb != NULL || q->w != NULL) {
+        /* Asynchronous call: decode and hand over. */
+        int st = rv;
+        nt_results *res = NULL;
+        if (rv == NT_OK && h != NULL && h->type == NTI_T_RESULTS) {
+            res = results_decode(pt, len, &st);
+        } else if (rv == NT_OK) {
+            st = NT_EPROTO;
+        }
+        if (q->w != NULL) {
+            *q->out = res;
+            q->res_status = st;
+            /* The waiter reads res_status through the pubreq it keeps. */
+            nti_waiter_done(n->rpc, q->w);
+            pubreq_rele(q);
+            return;
+        }
+        if (res == NULL) {
+            /* The callback always gets a list: one item with the error. */
+            res = calloc(1, sizeof(*res) + sizeof(nt_result) + 1);
+            if (res != NULL) {
+                res->count = 1;
+                res->items = (nt_result *)(res + 1);
+                res->items[0].status = st;
+                res->items[0].node = (char *)(res->items + 1);
+            }
+        }
+        q->res = res;
+        q->res_status = st == NT_ECLOSED ? NT_ECLOSED : NT_OK;
+        q->cbtask.run = pub_cb_run;
+        q->cbtask.drop = pub_cb_run;
+        q->cbtask.next = NULL;
+        if (nti_pool_push_shared(n->pool, &q->cbtask, 1, true) != NT_OK) {
+            pub_cb_run(&q->cbtask);
+        }
+        return;
+    }
+    nti_mtx_lock(&q->mtx);
+    q->done = true;
+    q->status = rv;
+    if (rv == NT_OK && h != NULL) {
+        q->hdr = *h;
+        q->pt = malloc(len);
+        if (q->pt != NULL) {
+            memcpy(q->pt, pt, len);
+            q->ptlen = len;
+        } else {
+            q->status = NT_ENOMEM;
+        }
+    }
+    nti_cv_broadcast(&q->cv);
+    nti_mtx_unlock(&q->mtx);
+    pubreq_rele(q);
+}
+
+/* The first server that is connected, waiting for one until deadline. */
+static nti_peer *
+pub_server(nt_node *n, uint64_t deadline, size_t *start)
+{
+    for (;;) {
+        for (size_t i = 0; i < n->nservers; i++) {
+            size_t k = (*start + i) % n->nservers;
+            if (nti_peer_connected(n->servers[k])) {
+                *start = k;
+                return n->servers[k];
+            }
+        }
+        uint64_t now = nti_clock_ms();
+        if (now >= deadline || atomic_load(&n->closing)) {
+            return NULL;
+        }
+        uint64_t slice = now + 20 < deadline ? now + 20 : deadline;
+        nti_peer_wait_connected(n->servers[*start % n->nservers], slice);
+    }
+}
+
+static pubreq *
+pubreq_alloc(nt_node *n, uint8_t type, size_t body, gsp_wr *w)
+{
+    pubreq *q = calloc(1, sizeof(*q));
+    if (q == NULL) {
+        return NULL;
+    }
+    q->base.len = NTI_HDR_LEN + body;
+    q->base.frame = malloc(q->base.len);
+    if (q->base.frame == NULL) {
+        free(q);
+        return NULL;
+    }
+    atomic_init(&q->refs, 1);
+    q->n = n;
+    nti_mtx_init(&q->mtx);
+    nti_cv_init(&q->cv);
+    q->base.done = pub_done;
+    q->base.channel = NTI_CH_DATA;
+    q->base.seq = nti_tp_hdr(n->tp, type, NULL, 0, 0, q->base.frame);
+    gsp_wr_init(w, q->base.frame + NTI_HDR_LEN, body);
+    return q;
+}
+
+/* Sends q to the first reachable server, failing over while the request
+ * never left.  On NT_OK the transport holds a reference. */
+static int
+pub_submit(nt_node *n, pubreq *q, uint64_t deadline)
+{
+    if (n->nservers == 0) {
+        return NT_EUNREACHABLE;
+    }
+    size_t start = 0;
+    nti_peer *p = pub_server(n, deadline, &start);
+    if (p == NULL) {
+        return atomic_load(&n->closing) ? NT_ECLOSED : NT_EUNREACHABLE;
+    }
+    /* The frame is consumed by submit; keep a copy for nothing else. */
+    atomic_fetch_add(&q->refs, 1);
+    int rv = nti_peer_submit(p, &q->base);
+    if (rv != NT_OK) {
+        atomic_fetch_sub(&q->refs, 1);
+    }
+    return rv;
+}
+
+/* Waits for a synchronous request; returns its status. */
+static int
+pub_wait(pubreq *q, uint64_t deadline)
+{
+    nti_pool_block_begin();
+    nti_mtx_lock(&q->mtx);
+    while (!q->done && nti_cv_wait_until(&q->cv, &q->mtx, deadline)) {
+    }
+    int rv = q->done ? q->status : NT_ETIMEDOUT;
+    nti_mtx_unlock(&q->mtx);
+    nti_pool_block_end();
+    return rv;
+}
+
+int
+nti_pub_publish(nt_node *n, const char *object, uint64_t id,
+                const char *cmd, const void *data, size_t len)
+{
+    gsp_wr w;
+    size_t body = nti_wire_msg_size(NTI_T_PUBLISH, "", object, cmd, 0,
+                                    len);
+    pubreq *q = pubreq_alloc(n, NTI_T_PUBLISH, body, &w);
+    if (q == NULL) {
+        return NT_ENOMEM;
+    }
+    nti_wire_msg_put(&w, NTI_T_PUBLISH, 0, 0, "", id, object, cmd, NULL, 0,
+                     data, len);
+    uint64_t deadline = nti_clock_ms() + PUB_TIMEOUT_MS;
+    int rv = pub_submit(n, q, deadline);
+    if (rv == NT_OK) {
+        rv = pub_wait(q, deadline);
+    }
+    if (rv == NT_OK) {
+        gsp_rd rd;
+        uint32_t acc = 0, st = 0;
+        gsp_rd_init(&rd, q->pt + NTI_HDR_LEN, q->ptlen - NTI_HDR_LEN);
+        gsp_rd_u32(&rd, &acc);
+        gsp_rd_u32(&rd, &st);
+        rv = q->hdr.type != NTI_T_ACK ? NT_EPROTO
+             : acc == 1               ? NT_OK
+             : (int32_t)st < 0        ? (int32_t)st
+                                      : NT_EPROTO;
+    }
+    pubreq_rele(q);
+    return rv;
+}
+
+int
+nti_pub_call(nt_node *n, const char *object, uint64_t id, const char *cmd,
+             const void *data, size_t len, int timeout_ms, nti_waiter *w,
+             nt_response_fn cb, void *arg, nt_results **out)
+{
+    gsp_wr w_;
+    size_t body = nti_wire_msg_size(NTI_T_ROUTE_CALL, "", object, cmd, 0,
+                                    len);
+    pubreq *q = pubreq_alloc(n, NTI_T_ROUTE_CALL, body, &w_);
+    if (q == NULL) {
+        return NT_ENOMEM;
+    }
+    nti_wire_msg_put(&w_, NTI_T_ROUTE_CALL, 0,
+                     timeout_ms < 0 ? UINT32_MAX : (uint32_t)timeout_ms, "",
+                     id, object, cmd, NULL, 0, data, len);
+    uint64_t deadline = timeout_ms < 0
+                            ? UINT64_MAX
+                            : nti_clock_ms() + (uint64_t)timeout_ms +
+                                  PUB_GRACE_MS;
+    q->cb = cb;
+    q->arg = arg;
+    q->w = w;
+    q->out = out;
+    if (w != NULL) {
+        nti_waiter_add(n->rpc, w);
+    }
+    uint64_t connect_by = timeout_ms < 0 ? nti_clock_ms() + PUB_TIMEOUT_MS
+                                         : deadline - PUB_GRACE_MS;
+    int rv = pub_submit(n, q, connect_by);
+    if (rv != NT_OK) {
+        if (w != NULL) {
+            nti_waiter_done(n->rpc, w);
+        }
+        pubreq_rele(q);
+        return rv;
+    }
+    if (cb != NULL || w != NULL) {
+        pubreq_rele(q); /* the transport's reference completes it */
+        return NT_OK;
+    }
+    rv = pub_wait(q, deadline);
+    if (rv == NT_OK) {
+        if (q->hdr.type != NTI_T_RESULTS) {
+            rv = NT_EPROTO;
+        } else {
+            *out = results_decode(q->pt, q->ptlen, &rv);
+        }
+    }
+    pubreq_rele(q);
+    return rv;
+}
+
+int
+nti_pub_info(nt_node *n, const char *what, int json, int timeout_ms,
+             char **out)
+{
+    if (!nti_name_ok(what)) {
+        return NT_EINVAL;
+    }
+    gsp_wr w;
+    pubreq *q = pubreq_alloc(n, NTI_T_INFO, 1 + strlen(what) + 1, &w);
+    if (q == NULL) {
+        return NT_ENOMEM;
+    }
+    nti_wire_name_put(&w, what);
+    gsp_wr_u8(&w, json ? NT_INFO_JSON : NT_INFO_TEXT);
+    uint64_t deadline = nti_deadline(timeout_ms < 0 ? PUB_TIMEOUT_MS
+                                                    : timeout_ms);
+    int rv = pub_submit(n, q, deadline);
+    if (rv == NT_OK) {
+        rv = pub_wait(q, deadline);
+    }
+    if (rv == NT_OK) {
+        gsp_rd rd;
+        uint32_t st = 0;
+        const uint8_t *p = NULL;
+        size_t len = 0;
+        gsp_rd_init(&rd, q->pt + NTI_HDR_LEN, q->ptlen - NTI_HDR_LEN);
+        gsp_rd_u32(&rd, &st);
+        gsp_rd_blob32(&rd, UINT32_MAX, &p, &len);
+        if (q->hdr.type != NTI_T_TEXT || gsp_rd_done(&rd, 1) != GSP_OK) {
+            rv = NT_EPROTO;
+        } else if ((int32_t)st != NT_OK) {
+            rv = (int32_t)st;
+        } else if ((*out = malloc(len + 1)) == NULL) {
+            rv = NT_ENOMEM;
+        } else {
+            memcpy(*out, p, len);
+            (*out)[len] = '\0';
+        }
+    }
+    pubreq_rele(q);
+    return rv;
+}
+
+/* ---- introspection and waiting ---------------------------------------------------- */
+
+static size_t
+alive_members(nt_node *n)
+{
+    return gsp_member_count(n->gossip, (1u << GSP_ALIVE) |
+                                           (1u << GSP_SUSPECT));
+}
+
+static int
+cluster_status(nt_node *n, char **out)
+{
+    nti_sb b;
+    nti_sb_init(&b);
+    if (n->gossip == NULL) {
+        nti_sb_printf(&b, "members=0 converged=0");
+    } else {
+        nti_mtx_lock(&n->gossip_mtx);
+        nti_sb_printf(&b, "members=%zu converged=%d", alive_members(n),
+                      gsp_converged(n->gossip) ? 1 : 0);
+        nti_mtx_unlock(&n->gossip_mtx);
+    }
+    *out = nti_sb_take(&b);
+    return *out != NULL ? NT_OK : NT_ENOMEM;
+}
+
+int
+nti_info_members(nt_node *n, int json, char **out)
+{
+    if (n->gossip == NULL) {
+        return NT_ENOTSUP;
+    }
+    nti_sb b;
+    nti_sb_init(&b);
+    if (json) {
+        nti_sb_printf(&b, "{\"node\":");
+        nti_sb_json_str(&b, n->id);
+        nti_sb_printf(&b, ",\"members\":[");
+    } else {
+        nti_sb_printf(&b, "%-32s %-21s %-7s %14s %5s\n", "ID", "ADDRESS",
+                      "STATE", "INCARNATION", "REGS");
+    }
+    nti_mtx_lock(&n->gossip_mtx);
+    size_t cur = 0, i = 0;
+    gsp_member_info mi;
+    while (gsp_member_next(n->gossip, &cur, &mi) == 1) {
+        const char *st = gsp_state_name(mi.state);
+        if (json) {
+            nti_sb_printf(&b, "%s{\"id\":", i ? "," : "");
+            nti_sb_json_str(&b, mi.id_hex);
+            nti_sb_printf(&b, ",\"address\":");
+            nti_sb_json_str(&b, mi.addr ? mi.addr : "");
+            nti_sb_printf(&b,
+                          ",\"state\":\"%s\",\"incarnation\":%llu,"
+                          "\"registrations\":%zu,\"self\":%s}",
+                          st, (unsigned long long)mi.incarnation, mi.entries,
+                          mi.self ? "true" : "false");
+        } else {
+            nti_sb_printf(&b, "%-32s %-21s %-7s %14llu %5zu%s\n", mi.id_hex,
+                          mi.addr ? mi.addr : "", st,
+                          (unsigned long long)mi.incarnation, mi.entries,
+                          mi.self ? " *" : "");
+        }
+        i++;
+    }
+    nti_mtx_unlock(&n->gossip_mtx);
+    if (json) {
+        nti_sb_printf(&b, "]}");
+    }
+    *out = nti_sb_take(&b);
+    return *out != NULL ? NT_OK : NT_ENOMEM;
+}
+
+/* Appends the cluster rows of "stats" (name, value pairs). */
+void
+nti_cluster_stats(nt_node *n, void (*row)(void *, const char *, uint64_t),
+                  void *arg)
+{
+    nti_tp_stats ts;
+    nti_tp_stats_get(n->tp, &ts);
+    row(arg, "frames_in", ts.frames_in);
+    row(arg, "bytes_in", ts.bytes_in);
+    row(arg, "frames_out", ts.frames_out);
+    row(arg, "bytes_out", ts.bytes_out);
+    char name[64];
+    for (int i = 0; i < NTI_DROP_COUNT; i++) {
+        snprintf(name, sizeof(name), "drop_%s", nti_drop_name((nti_drop)i));
+        row(arg, name, ts.drops[i]);
+    }
+    row(arg, "rejected_by_peer", ts.rejected_by_peer);
+    row(arg, "notify_sent", ts.notify_sent);
+    row(arg, "notify_unacked", ts.notify_unacked);
+    row(arg, "notify_retried", ts.notify_retried);
+    row(arg, "notify_queued_remote", ts.notify_queued);
+    row(arg, "connects", ts.connects);
+    row(arg, "disconnects", ts.disconnects);
+    row(arg, "peers", ts.peers);
+    row(arg, "requests_held", ts.requests_held);
+    if (n->gossip == NULL) {
+        return;
+    }
+    gsp_stats gs;
+    nti_mtx_lock(&n->gossip_mtx);
+    gsp_get_stats(n->gossip, &gs);
+    size_t alive = gsp_member_count(n->gossip, 1u << GSP_ALIVE);
+    size_t suspect = gsp_member_count(n->gossip, 1u << GSP_SUSPECT);
+    size_t dead = gsp_member_count(n->gossip, 1u << GSP_DEAD);
+    size_t left = gsp_member_count(n->gossip, 1u << GSP_LEFT);
+    int conv = gsp_converged(n->gossip);
+    nti_mtx_unlock(&n->gossip_mtx);
+    row(arg, "members_alive", alive);
+    row(arg, "members_suspect", suspect);
+    row(arg, "members_dead", dead);
+    row(arg, "members_left", left);
+    row(arg, "converged", (uint64_t)conv);
+    row(arg, "gossip_rounds", gs.rounds);
+    row(arg, "gossip_frames_in", gs.frames_in);
+    row(arg, "gossip_frames_out", gs.frames_out);
+    row(arg, "gossip_bytes_in", gs.bytes_in);
+    row(arg, "gossip_bytes_out", gs.bytes_out);
+    for (int i = 0; i < GSP_DROP_COUNT; i++) {
+        snprintf(name, sizeof(name), "gossip_drop_%s",
+                 gsp_drop_name((gsp_drop)i));
+        row(arg, name, gs.drops[i]);
+    }
+    row(arg, "gossip_probes", gs.probes);
+    row(arg, "gossip_suspicions", gs.suspicions);
+    row(arg, "gossip_refutations", gs.refutations);
+}
+
+/* The directory digest as hex (65 bytes). */
+void
+nti_cluster_digest(nt_node *n, char *hex)
+{
+    uint8_t d[GSP_DIGEST_LEN];
+    hex[0] = '\0';
+    if (n->gossip == NULL) {
+        return;
+    }
+    nti_mtx_lock(&n->gossip_mtx);
+    gsp_digest(n->gossip, d);
+    nti_mtx_unlock(&n->gossip_mtx);
+    for (int i = 0; i < GSP_DIGEST_LEN; i++) {
+        snprintf(hex + 2 * i, 3, "%02x", d[i]);
+    }
+}
+
+/* Publisher: poll the server's status until pred holds. */
+static int
+pub_wait_status(nt_node *n, unsigned members, bool converged,
+                int timeout_ms)
+{
+    uint64_t deadline = nti_deadline(timeout_ms);
+    for (;;) {
+        char *text = NULL;
+        uint64_t now = nti_clock_ms();
+        int left = deadline == UINT64_MAX ? PUB_TIMEOUT_MS
+                   : deadline > now       ? (int)(deadline - now)
+                                          : 0;
+        int rv = nti_pub_info(n, "status", 0, left, &text);
+        if (rv == NT_OK) {
+            unsigned m = 0;
+            int c = 0;
+            bool ok = sscanf(text, "members=%u converged=%d", &m, &c) == 2 &&
+                      m >= members && (!converged || c == 1);
+            free(text);
+            if (ok) {
+                return NT_OK;
+            }
+        } else if (rv == NT_ECLOSED) {
+            return rv;
+        }
+        if (nti_clock_ms() >= deadline) {
+            return NT_ETIMEDOUT;
+        }
+        /* Ask again shortly; bounded by the deadline. */
+        nti_mtx_lock(&n->gossip_mtx);
+        nti_cv_wait_until(&n->cluster_cv, &n->gossip_mtx,
+                          nti_clock_ms() + 50 < deadline
+                              ? nti_clock_ms() + 50
+                              : deadline);
+        nti_mtx_unlock(&n->gossip_mtx);
+    }
+}
+
+static int
+wait_cluster(nt_node *n, unsigned members, bool converged, int timeout_ms)
+{
+    if (!nti_node_enter(n)) {
+        return NT_ECLOSED;
+    }
+    int rv;
+    if (nti_is_publisher(n)) {
+        rv = pub_wait_status(n, members, converged, timeout_ms);
+        nti_node_leave(n);
+        return rv;
+    }
+    uint64_t deadline = nti_deadline(timeout_ms);
+    nti_pool_block_begin();
+    nti_mtx_lock(&n->gossip_mtx);
+    for (;;) {
+        bool ok = alive_members(n) >= members &&
+                  (!converged || gsp_converged(n->gossip));
+        if (ok) {
+            rv = NT_OK;
+            break;
+        }
+        if (atomic_load(&n->closing)) {
+            rv = NT_ECLOSED;
+            break;
+        }
+        if (!nti_cv_wait_until(&n->cluster_cv, &n->gossip_mtx, deadline)) {
+            rv = NT_ETIMEDOUT;
+            /* One last look. */
+            if (alive_members(n) >= members &&
+                (!converged || gsp_converged(n->gossip))) {
+                rv = NT_OK;
+            }
+            break;
+        }
+    }
+    nti_mtx_unlock(&n->gossip_mtx);
+    nti_pool_block_end();
+    nti_node_leave(n);
+    return rv;
+}
+
+int
+nt_node_wait_members(nt_node *n, unsigned count, int timeout_ms)
+{
+    return wait_cluster(n, count, false, timeout_ms);
+}
+
+int
+nt_node_wait_converged(nt_node *n, int timeout_ms)
+{
+    return wait_cluster(n, 0, true, timeout_ms);
+}
+
+/* ---- keys ----------------------------------------------------------------------------- */
+
+static uint8_t
+key_id(const unsigned char key[32])
+{
+    unsigned char h[32];
+    crypto_generichash(h, sizeof(h), key, 32, NULL, 0);
+    return h[0];
+}
+
+static int
+key_op(nt_node *n, const unsigned char key[32], int op)
+{
+    if (n == NULL || key == NULL) {
+        return NT_EINVAL;
+    }
+    if (!nti_node_enter(n)) {
+        return NT_ECLOSED;
+    }
+    uint8_t id = key_id(key);
+    nti_mtx_lock(&n->gossip_mtx);
+    nti_tp_keyring_wrlock(n->tp);
+    int rv;
+    if (op == 0) {
+        rv = gsp_keyring_install(n->keyring, id, key);
+    } else if (op == 1) {
+        rv = gsp_keyring_use(n->keyring, id);
+    } else {
+        rv = gsp_keyring_remove(n->keyring, id);
+    }
+    nti_tp_keyring_unlock(n->tp);
+    nti_mtx_unlock(&n->gossip_mtx);
+    nti_node_leave(n);
+    switch (rv) {
+    case GSP_OK:
+        return NT_OK;
+    case GSP_ENOTFOUND:
+        return NT_ENOENT;
+    case GSP_EBUSY:
+        return NT_EINVAL;
+    case GSP_ENOMEM:
+        return NT_ENOMEM;
+    default:
+        return NT_ELIMIT;
+    }
+}
+
+int
+nt_node_key_install(nt_node *n, const unsigned char key[32])
+{
+    return key_op(n, key, 0);
+}
+
+int
+nt_node_key_use(nt_node *n, const unsigned char key[32])
+{
+    return key_op(n, key, 1);
+}
+
+int
+nt_node_key_remove(nt_node *n, const unsigned char key[32])
+{
+    return key_op(n, key, 2);
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------- */
+
+/* The address to advertise: the configured one, else the bound one with a
+ * wildcard host replaced by the host name. */
+static int
+advertise_addr(nt_node *n, char *out, size_t cap)
+{
+    if (n->advertise != NULL) {
+        snprintf(out, cap, "%s", n->advertise);
+        return NT_OK;
+    }
+    const char *bound = nti_tp_address(n->tp);
+    char host[GSP_ADDR_MAX + 1];
+    unsigned port;
+    if (nti_addr_parse(bound, host, sizeof(host), &port) != NT_OK) {
+        return NT_EADDR;
+    }
+    if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0) {
+        char hn[256];
+        if (gethostname(hn, sizeof(hn)) != 0) {
+            return NT_EADDR;
+        }
+        hn[sizeof(hn) - 1] = '\0';
+        snprintf(out, cap, "%s:%u", hn, port);
+        return nti_addr_check(out);
+    }
+    snprintf(out, cap, "%s", bound);
+    return NT_OK;
+}
+
+int
+nti_cluster_open(nt_node *n)
+{
+    nti_mtx_init(&n->gossip_mtx);
+    nti_cv_init(&n->cluster_cv);
+    nti_htab_init(&n->members);
+    nti_timer_ent_init(&n->gossip_tmr, gossip_timer, n);
+    n->boot = wall_ms();
+    gsp_id_from_pk(n->pk, n->id_bin, n->id);
+
+    int rv = NT_ENOMEM;
+    if (gsp_keyring_alloc(&n->keyring) != GSP_OK ||
+        gsp_keyring_install(n->keyring, key_id(n->key), n->key) != GSP_OK) {
+        return NT_ENOMEM;
+    }
+    nti_tp_config tc = {
+        .listen = n->listen,
+        .keyring = n->keyring,
+        .self_id = n->id_bin,
+        .boot = n->boot,
+        .max_frame = n->max_payload + 65536,
+        .queue_depth = n->queue_depth,
+        .max_inflight = n->max_inflight,
+        .log = &n->log,
+        .ops = { gossip_in, request_in, peer_event },
+        .ops_arg = n,
+    };
+    if ((rv = nti_tp_alloc(&n->tp, &tc)) != NT_OK) {
+        return rv;
+    }
+    if (nti_is_publisher(n)) {
+        size_t k = 0;
+        while (n->smap[k] != NULL) {
+            k++;
+        }
+        n->servers = calloc(k ? k : 1, sizeof(*n->servers));
+        if (n->servers == NULL) {
+            return NT_ENOMEM;
+        }
+        for (size_t i = 0; i < k; i++) {
+            if ((rv = nti_tp_peer(n->tp, n->smap[i],
+                                  &n->servers[n->nservers])) != NT_OK) {
+                return rv;
+            }
+            n->nservers++;
+        }
+        return NT_OK;
+    }
+    char addr[GSP_ADDR_MAX + 32];
+    if ((rv = advertise_addr(n, addr, sizeof(addr))) != NT_OK) {
+        return rv;
+    }
+    free(n->address);
+    if ((n->address = strdup(addr)) == NULL) {
+        return NT_ENOMEM;
+    }
+    gsp_config gc;
+    gsp_config_init(&gc);
+    gc.pk = n->pk;
+    gc.sk = n->sk;
+    gc.addr = n->address;
+    gc.incarnation = n->boot;
+    gc.keyring = n->keyring;
+    randombytes_buf(&gc.seed, sizeof(gc.seed));
+    gc.on_event = on_event;
+    gc.event_arg = n;
+    gc.gossip_interval_ms = n->gossip_interval_ms;
+    gc.fanout = n->gossip_fanout;
+    gc.probe_interval_ms = n->probe_interval_ms;
+    gc.max_frame = 65536;
+    uint64_t now = nti_clock_ms();
+    if (gsp_alloc(&n->gossip, &gc, now) != GSP_OK) {
+        return NT_ENOMEM;
+    }
+    size_t k = 0;
+    while (n->smap[k] != NULL) {
+        k++;
+    }
+    framelist fl = { 0 };
+    nti_mtx_lock(&n->gossip_mtx);
+    gsp_set_seeds(n->gossip, (const char *const *)n->smap, k, now);
+    gossip_after(n, &fl);
+    nti_mtx_unlock(&n->gossip_mtx);
+    frames_send(n, &fl);
+    nti_log(&n->log, NT_LOG_INFO, "node started", "id", n->id, "address",
+            n->address, NULL, NULL);
+    return NT_OK;
+}
+
+int
+nti_cluster_reload(nt_node *n, char **smap)
+{
+    size_t k = 0;
+    while (smap[k] != NULL) {
+        k++;
+    }
+    if (n->gossip == NULL) {
+        /* Publisher: new server list. */
+        nti_peer **sv = calloc(k ? k : 1, sizeof(*sv));
+        size_t ns = 0;
+        if (sv == NULL) {
+            return NT_ENOMEM;
+        }
+        for (size_t i = 0; i < k; i++) {
+            if (nti_tp_peer(n->tp, smap[i], &sv[ns]) == NT_OK) {
+                ns++;
+            }
+        }
+        nti_mtx_lock(&n->gossip_mtx);
+        nti_peer **old = n->servers;
+        size_t nold = n->nservers;
+        n->servers = sv;
+        n->nservers = ns;
+        nti_mtx_unlock(&n->gossip_mtx);
+        for (size_t i = 0; i < nold; i++) {
+            nti_peer_rele(old[i]);
+        }
+        free(old);
+        return NT_OK;
+    }
+    framelist fl = { 0 };
+    nti_mtx_lock(&n->gossip_mtx);
+    int rv = gsp_set_seeds(n->gossip, (const char *const *)smap, k,
+                           nti_clock_ms());
+    gossip_after(n, &fl);
+    nti_mtx_unlock(&n->gossip_mtx);
+    frames_send(n, &fl);
+    return rv == GSP_OK ? NT_OK : NT_ENOMEM;
+}
+
+void
+nti_cluster_leave(nt_node *n, uint64_t deadline_ms)
+{
+    if (n->gossip == NULL) {
+        return;
+    }
+    framelist fl = { 0 };
+    nti_mtx_lock(&n->gossip_mtx);
+    gsp_leave(n->gossip, nti_clock_ms());
+    frames_collect(n, &fl);
+    nti_mtx_unlock(&n->gossip_mtx);
+    frames_send(n, &fl);
+    /* Give the leave a moment to reach the members (bounded). */
+    uint64_t until = nti_clock_ms() + LEAVE_WAIT_MS;
+    if (until > deadline_ms) {
+        until = deadline_ms;
+    }
+    nti_mtx_lock(&n->gossip_mtx);
+    while (atomic_load(&n->gossip_sends) > 0 &&
+           nti_cv_wait_until(&n->cluster_cv, &n->gossip_mtx,
+                             nti_clock_ms() + 5 < until ? nti_clock_ms() + 5
+                                                        : until)) {
+    }
+    n->gossip_stop = true;
+    nti_mtx_unlock(&n->gossip_mtx);
+    nti_timer_cancel(n->timer, &n->gossip_tmr);
+    nti_log(&n->log, NT_LOG_INFO, "node left", "id", n->id, NULL, NULL, NULL,
+            NULL);
+}
+
+void
+nti_cluster_close(nt_node *n)
+{
+    if (n->timer != NULL) {
+        nti_mtx_lock(&n->gossip_mtx);
+        n->gossip_stop = true;
+        nti_mtx_unlock(&n->gossip_mtx);
+        nti_timer_cancel(n->timer, &n->gossip_tmr);
+    }
+    /* Drop our references to peers before the transport frees them. */
+    for (nti_member *m = n->member_list; m != NULL; m = m->next) {
+        nti_mtx_lock(&m->mtx);
+        nti_peer *p = m->peer;
+        m->peer = NULL;
+        nti_mtx_unlock(&m->mtx);
+        if (p != NULL) {
+            nti_peer_rele(p);
+        }
+    }
+    for (size_t i = 0; i < n->nservers; i++) {
+        nti_peer_rele(n->servers[i]);
+    }
+    n->nservers = 0;
+    nti_tp_free(n->tp);
+    n->tp = NULL;
+    free(n->servers);
+    n->servers = NULL;
+    gsp_free(n->gossip);
+    n->gossip = NULL;
+    gsp_keyring_free(n->keyring);
+    n->keyring = NULL;
+}
+
+/* After the index is freed (it references the members' owners). */
+void
+nti_cluster_free_members(nt_node *n)
+{
+    nti_member *m = n->member_list;
+    while (m != NULL) {
+        nti_member *next = m->next;
+        nti_mtx_fini(&m->mtx);
+        free(m);
+        m = next;
+    }
+    n->member_list = NULL;
+    nti_htab_fini(&n->members);
+    nti_cv_fini(&n->cluster_cv);
+    nti_mtx_fini(&n->gossip_mtx);
+}

@@ -1,0 +1,1628 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Transport over nng (see transport.h and docs/PROTOCOL.md).
+ *
+ * Design notes
+ * ------------
+ * Server.  One rep0 socket.  NRECV contexts always wait in receive.  When
+ * one receives a request it first puts another context into receive (from
+ * the free list, or a new one), then handles the request; the context is
+ * "held" until the node answers (nti_sreq_reply), sends the answer, and
+ * returns to the free list.  So slow handlers never reduce the number of
+ * receivers, and held contexts are bounded by max_inflight.
+ *
+ * Client.  One peer per remote address: a req0 socket, one dialer (nng
+ * reconnects it with exponential backoff and full jitter), and up to
+ * MAX_CTX contexts.  A context runs one request at a time, strictly send
+ * then receive: the receive is posted only from the send's completion, so
+ * a receive is never cancelled while its send is pending (nng#1702).  The
+ * work waiting for a context is a FIFO of requests (calls, gossip, info)
+ * and a queue of notifications that leave in batches (at most NBATCH in
+ * flight).
+ *
+ * Connection loss.  nng 1.5.2 re-sends a context's request after its pipe
+ * closes, even with resend disabled.  The pipe-remove callback only bumps
+ * the peer's generation and wakes the maintenance thread (no socket calls
+ * from pipe callbacks: nng#1665), which cancels every receive that was
+ * posted under an older generation: those calls fail with NT_EPEERLOST at
+ * once.  If nng's re-send wins the race, the server's replay window drops
+ * the duplicate and answers with a reject, which also yields NT_EPEERLOST,
+ * so an RPC runs at most once.
+ *
+ * Teardown.  Sockets are closed only by the maintenance thread or by
+ * nti_tp_free, never from an nng callback (nng#1543); whole sockets are
+ * closed, never lone dialers or listeners (nng#1657/#1658); every aio that
+ * fails hands its message back to us and we free it (nng#1713).
+ *
+ * Lock order: peers_mtx -> peer.mtx -> kr_lock (leaf); srv_mtx and
+ * replay_mtx are leaves.
+ */
+#include "transport.h"
+
+#include <arpa/inet.h>
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "addr.h"
+#include "htab.h"
+#include "platform/platform.h"
+
+#define NRECV 16          /* server contexts waiting in receive */
+#define MAX_CTX 256       /* client contexts per peer */
+#define NBATCH 4          /* notification batches in flight per peer */
+#define BATCH_ITEMS 1024  /* notifications per batch */
+#define BATCH_BYTES (256u * 1024u)
+#define MAX_QUEUED_REQS 8192 /* requests waiting for a context, per peer */
+#define RETRY_MS 20       /* after a peer refused notifications */
+#define MAINT_MS 50       /* maintenance period */
+#define IDLE_RETIRE_MS 60000
+#define REPLAY_WINDOW 1024
+#define REPLAY_SENDERS 4096
+
+enum { C_IDLE, C_SEND, C_RECV, C_DEAD };
+enum { S_RECV, S_HELD, S_SEND, S_IDLE, S_DEAD };
+
+typedef struct nitem {
+    struct nitem *next;
+    nti_msg *m;
+    uint8_t dest[NTI_ID_LEN];
+    uint64_t dest_boot;
+    uint16_t nregs;
+    uint64_t regs[];
+} nitem;
+
+typedef struct cctx {
+    nti_peer *p;
+    nng_ctx ctx;
+    nng_aio *aio;
+    int state;
+    nti_creq *req;   /* a single request, or */
+    nitem *batch;    /* a notification batch */
+    size_t nbatch;
+    uint64_t seq;    /* of what is in flight, for reply binding */
+    uint64_t gen;    /* peer generation when the receive was posted */
+    struct cctx *next_free, *next_all;
+} cctx;
+
+struct nti_peer {
+    nti_hnode hn;
+    nti_tp *tp;
+    _Atomic unsigned refs;
+    char addr[GSP_ADDR_MAX + 1];
+    nti_mtx mtx; /* guards everything below */
+    nti_cv cv;   /* connected changed */
+    nng_socket sock;
+    bool connected, retired, closed;
+    uint64_t gen;
+    bool reset_pending;
+    uint64_t last_used;
+    cctx *all, *free;
+    unsigned nctx;
+    nti_creq *qh, *qt;
+    size_t qn;
+    nitem *nh, *nt;
+    size_t nn, reserved;
+    unsigned batches;
+    uint64_t retry_at;
+    nti_peer *next; /* tp->peers list */
+};
+
+struct nti_sreq {
+    nti_tp *tp;
+    nng_ctx ctx;
+    nng_aio *aio;
+    int state;
+    bool held;
+    uint8_t sender[NTI_ID_LEN];
+    uint64_t seq;
+    char remote[64];
+    nti_sreq *next_free, *next_all;
+};
+
+typedef struct rwin {
+    nti_hnode hn;
+    uint8_t id[NTI_ID_LEN];
+    uint64_t boot, top, last_use;
+    uint64_t bits[REPLAY_WINDOW / 64];
+} rwin;
+
+struct nti_tp {
+    nti_tp_config cfg;
+    uint8_t self_id[NTI_ID_LEN];
+    char address[GSP_ADDR_MAX + 32];
+    nti_logger log;
+    nti_rwlock kr_lock;
+
+    /* server */
+    nti_mtx srv_mtx; /* guards srv_all, srv_free, srv_closing */
+    nng_socket srv;
+    bool has_srv, srv_closing;
+    nti_sreq *srv_all, *srv_free;
+    _Atomic unsigned held;
+
+    /* peers and the maintenance thread */
+    nti_mtx peers_mtx; /* guards peers, peer_tab, stop */
+    nti_cv maint_cv;
+    nti_peer *peers;
+    nti_htab peer_tab;
+    bool stop;
+    nti_thr maint;
+
+    /* replay windows */
+    nti_mtx replay_mtx; /* guards replay, nreplay */
+    nti_htab replay;
+    size_t nreplay;
+
+    _Atomic uint64_t seq;
+    _Atomic uint64_t st_frames_in, st_bytes_in, st_frames_out, st_bytes_out;
+    _Atomic uint64_t st_drops[NTI_DROP_COUNT];
+    _Atomic uint64_t st_rejected, st_notify_sent, st_notify_unacked,
+        st_notify_retried, st_connects, st_disconnects;
+};
+
+static const char *drop_names[NTI_DROP_COUNT] = {
+    "too_big", "unknown_key", "auth", "malformed",
+    "version", "replay", "wrong_dest", "stale_boot",
+};
+
+const char *
+nti_drop_name(nti_drop d)
+{
+    return d < NTI_DROP_COUNT ? drop_names[d] : "?";
+}
+
+static void
+count_drop(nti_tp *tp, nti_drop d)
+{
+    atomic_fetch_add_explicit(&tp->st_drops[d], 1, memory_order_relaxed);
+}
+
+static int
+nng_to_nt(int rv)
+{
+    switch (rv) {
+    case 0:
+        return NT_OK;
+    case NNG_ENOMEM:
+        return NT_ENOMEM;
+    case NNG_ECLOSED:
+        return NT_ECLOSED;
+    case NNG_EADDRINUSE:
+    case NNG_EADDRINVAL:
+    case NNG_EINVAL:
+        return NT_EADDR;
+    case NNG_ETIMEDOUT:
+        return NT_ETIMEDOUT;
+    case NNG_EMSGSIZE:
+        return NT_EMSGSIZE;
+    default:
+        return NT_EIO;
+    }
+}
+
+/* "tcp://host:port" with brackets for IPv6 literals. */
+static int
+make_url(const char *addr, char *url, size_t cap)
+{
+    char host[GSP_ADDR_MAX + 1];
+    unsigned port;
+    if (nti_addr_parse(addr, host, sizeof(host), &port) != NT_OK) {
+        return NT_EADDR;
+    }
+    int n = strchr(host, ':') != NULL
+                ? snprintf(url, cap, "tcp://[%s]:%u", host, port)
+                : snprintf(url, cap, "tcp://%s:%u", host, port);
+    return n > 0 && (size_t)n < cap ? NT_OK : NT_EADDR;
+}
+
+static void
+format_sockaddr(const nng_sockaddr *sa, char *out, size_t cap)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    if (sa->s_family == NNG_AF_INET) {
+        inet_ntop(AF_INET, &sa->s_in.sa_addr, ip, sizeof(ip));
+        snprintf(out, cap, "%s:%u", ip, ntohs(sa->s_in.sa_port));
+    } else if (sa->s_family == NNG_AF_INET6) {
+        inet_ntop(AF_INET6, sa->s_in6.sa_addr, ip, sizeof(ip));
+        snprintf(out, cap, "[%s]:%u", ip, ntohs(sa->s_in6.sa_port));
+    } else {
+        snprintf(out, cap, "?");
+    }
+}
+
+/* ---- sealing ----------------------------------------------------------- */
+
+/* An nng message holding ch + seal(pt).  NT_OK or an error. */
+static int
+seal_msg(nti_tp *tp, uint8_t ch, const uint8_t *pt, size_t len,
+         nng_msg **out)
+{
+    nng_msg *m;
+    size_t cap = 1 + len + GSP_SEAL_OVERHEAD;
+    if (cap > tp->cfg.max_frame + 1) {
+        return NT_EMSGSIZE;
+    }
+    if (nng_msg_alloc(&m, cap) != 0) {
+        return NT_ENOMEM;
+    }
+    uint8_t *body = nng_msg_body(m);
+    body[0] = ch;
+    size_t outlen = 0;
+    nti_rwlock_rdlock(&tp->kr_lock);
+    int rv = gsp_seal(tp->cfg.keyring, pt, len, body + 1, cap - 1, &outlen);
+    nti_rwlock_unlock(&tp->kr_lock);
+    if (rv != GSP_OK) {
+        nng_msg_free(m);
+        return NT_EAUTH;
+    }
+    nng_msg_chop(m, cap - 1 - outlen);
+    *out = m;
+    return NT_OK;
+}
+
+/* Opens a sealed frame into a malloc'd plaintext.  Returns 0 or a drop
+ * reason + 1. */
+static int
+open_frame(nti_tp *tp, const uint8_t *frame, size_t len, uint8_t **pt,
+           size_t *ptlen)
+{
+    if (len < GSP_SEAL_OVERHEAD) {
+        return NTI_DROP_MALFORMED + 1;
+    }
+    uint8_t *buf = malloc(len);
+    if (buf == NULL) {
+        return NTI_DROP_MALFORMED + 1;
+    }
+    nti_rwlock_rdlock(&tp->kr_lock);
+    int rv = gsp_open(tp->cfg.keyring, frame, len, buf, len, ptlen);
+    nti_rwlock_unlock(&tp->kr_lock);
+    if (rv != GSP_OK) {
+        free(buf);
+        switch (rv) {
+        case GSP_EUNKNOWNKEY:
+            return NTI_DROP_UNKNOWN_KEY + 1;
+        case GSP_EAUTH:
+            return NTI_DROP_AUTH + 1;
+        case GSP_EVERSION:
+            return NTI_DROP_VERSION + 1;
+        default:
+            return NTI_DROP_MALFORMED + 1;
+        }
+    }
+    *pt = buf;
+    return 0;
+}
+
+uint64_t
+nti_tp_hdr(nti_tp *tp, uint8_t type, const uint8_t *dest, uint64_t dest_boot,
+           uint64_t ref, uint8_t *buf)
+{
+    nti_hdr h;
+    memset(&h, 0, sizeof(h));
+    h.type = type;
+    memcpy(h.sender, tp->self_id, NTI_ID_LEN);
+    h.sender_boot = tp->cfg.boot;
+    h.seq = atomic_fetch_add_explicit(&tp->seq, 1, memory_order_relaxed) + 1;
+    if (dest != NULL) {
+        memcpy(h.dest, dest, NTI_ID_LEN);
+    }
+    h.dest_boot = dest_boot;
+    h.ref = ref;
+    gsp_wr w;
+    gsp_wr_init(&w, buf, NTI_HDR_LEN);
+    nti_wire_hdr_put(&w, &h);
+    return h.seq;
+}
+
+/* ---- replay windows ------------------------------------------------------- */
+
+static uint64_t
+id_key(const uint8_t *id)
+{
+    uint64_t v;
+    memcpy(&v, id, sizeof(v));
+    return nti_mix64(v);
+}
+
+static void
+win_shift(rwin *w, uint64_t s)
+{
+    const size_t nw = REPLAY_WINDOW / 64;
+    if (s >= REPLAY_WINDOW) {
+        memset(w->bits, 0, sizeof(w->bits));
+        return;
+    }
+    size_t ws = (size_t)(s / 64), bs = (size_t)(s % 64);
+    for (size_t i = nw; i-- > 0;) {
+        uint64_t v = 0;
+        if (i >= ws) {
+            v = w->bits[i - ws] << bs;
+            if (bs != 0 && i - ws >= 1) {
+                v |= w->bits[i - ws - 1] >> (64 - bs);
+            }
+        }
+        w->bits[i] = v;
+    }
+}
+
+/* Returns 0 to accept, or a drop reason + 1. */
+static int
+replay_check(nti_tp *tp, const nti_hdr *h)
+{
+    int rv = 0;
+    uint64_t k = id_key(h->sender);
+    uint64_t now = nti_clock_ms();
+    nti_mtx_lock(&tp->replay_mtx);
+    rwin *w = NULL;
+    for (nti_hnode *n = nti_htab_find(&tp->replay, k); n != NULL;
+         n = nti_htab_next(n, k)) {
+        if (memcmp(((rwin *)n)->id, h->sender, NTI_ID_LEN) == 0) {
+            w = (rwin *)n;
+            break;
+        }
+    }
+    if (w == NULL) {
+        if (tp->nreplay >= REPLAY_SENDERS) {
+            /* Forget the sender heard from least recently. */
+            rwin *old = NULL;
+            for (size_t i = 0; i < tp->replay.nslots; i++) {
+                for (nti_hnode *n = tp->replay.slots[i]; n; n = n->next) {
+                    if (old == NULL || ((rwin *)n)->last_use < old->last_use) {
+                        old = (rwin *)n;
+                    }
+                }
+            }
+            nti_htab_remove(&tp->replay, &old->hn);
+            free(old);
+            tp->nreplay--;
+        }
+        w = calloc(1, sizeof(*w));
+        if (w == NULL) {
+            nti_mtx_unlock(&tp->replay_mtx);
+            return NTI_DROP_MALFORMED + 1;
+        }
+        memcpy(w->id, h->sender, NTI_ID_LEN);
+        w->hn.hash = k;
+        if (nti_htab_insert(&tp->replay, &w->hn) != NT_OK) {
+            free(w);
+            nti_mtx_unlock(&tp->replay_mtx);
+            return NTI_DROP_MALFORMED + 1;
+        }
+        tp->nreplay++;
+        w->boot = h->sender_boot;
+        w->top = h->seq;
+        w->bits[0] = 1;
+        goto out;
+    }
+    if (h->sender_boot < w->boot) {
+        rv = NTI_DROP_STALE_BOOT + 1;
+    } else if (h->sender_boot > w->boot) {
+        w->boot = h->sender_boot;
+        w->top = h->seq;
+        memset(w->bits, 0, sizeof(w->bits));
+        w->bits[0] = 1;
+    } else if (h->seq > w->top) {
+        win_shift(w, h->seq - w->top);
+        w->top = h->seq;
+        w->bits[0] |= 1;
+    } else {
+        uint64_t d = w->top - h->seq;
+        if (d >= REPLAY_WINDOW || (w->bits[d / 64] >> (d % 64)) & 1) {
+            rv = NTI_DROP_REPLAY + 1;
+        } else {
+            w->bits[d / 64] |= 1ULL << (d % 64);
+        }
+    }
+out:
+    w->last_use = now;
+    nti_mtx_unlock(&tp->replay_mtx);
+    return rv;
+}
+
+/* ---- server ------------------------------------------------------------- */
+
+static void sreq_cb(void *arg);
+
+/* Puts one more context into receive.  Lock not held. */
+static void
+srv_add_receiver(nti_tp *tp)
+{
+    nti_mtx_lock(&tp->srv_mtx);
+    if (tp->srv_closing) {
+        nti_mtx_unlock(&tp->srv_mtx);
+        return;
+    }
+    nti_sreq *s = tp->srv_free;
+    if (s != NULL) {
+        tp->srv_free = s->next_free;
+    } else {
+        s = calloc(1, sizeof(*s));
+        if (s == NULL || nng_aio_alloc(&s->aio, sreq_cb, s) != 0) {
+            free(s);
+            nti_mtx_unlock(&tp->srv_mtx);
+            return;
+        }
+        if (nng_ctx_open(&s->ctx, tp->srv) != 0) {
+            nng_aio_free(s->aio);
+            free(s);
+            nti_mtx_unlock(&tp->srv_mtx);
+            return;
+        }
+        s->tp = tp;
+        s->next_all = tp->srv_all;
+        tp->srv_all = s;
+    }
+    s->state = S_RECV;
+    s->held = false;
+    nti_mtx_unlock(&tp->srv_mtx);
+    nng_ctx_recv(s->ctx, s->aio);
+}
+
+static void
+sreq_send(nti_sreq *s, nng_msg *m)
+{
+    s->state = S_SEND;
+    nng_aio_set_msg(s->aio, m);
+    nng_ctx_send(s->ctx, s->aio);
+}
+
+/* An unauthenticated reject: 'E' and a status byte. */
+static void
+sreq_reject(nti_sreq *s, int status)
+{
+    nng_msg *m;
+    if (nng_msg_alloc(&m, 2) != 0) {
+        /* Nothing to answer with; the requester's own timeout applies. */
+        nti_mtx_lock(&s->tp->srv_mtx);
+        s->state = S_IDLE;
+        s->next_free = s->tp->srv_free;
+        s->tp->srv_free = s;
+        nti_mtx_unlock(&s->tp->srv_mtx);
+        return;
+    }
+    uint8_t *b = nng_msg_body(m);
+    b[0] = NTI_CH_REJECT;
+    b[1] = (uint8_t)(-status);
+    sreq_send(s, m);
+}
+
+static void
+log_drop(nti_tp *tp, nti_sreq *s, const char *what, nti_drop d)
+{
+    if (nti_log_enabled(&tp->log, NT_LOG_WARN)) {
+        nti_log(&tp->log, d == NTI_DROP_AUTH || d == NTI_DROP_UNKNOWN_KEY
+                              ? NT_LOG_WARN
+                              : NT_LOG_INFO,
+                what, "peer", s->remote, "reason", nti_drop_name(d),
+                d == NTI_DROP_AUTH || d == NTI_DROP_UNKNOWN_KEY ? "hint"
+                                                                 : NULL,
+                "wrong cluster key?");
+    }
+}
+
+static void
+srv_handle(nti_tp *tp, nti_sreq *s, nng_msg *m)
+{
+    size_t len = nng_msg_len(m);
+    const uint8_t *body = nng_msg_body(m);
+    nng_sockaddr sa;
+    if (nng_pipe_get_addr(nng_msg_get_pipe(m), NNG_OPT_REMADDR, &sa) == 0) {
+        format_sockaddr(&sa, s->remote, sizeof(s->remote));
+    } else {
+        snprintf(s->remote, sizeof(s->remote), "?");
+    }
+    atomic_fetch_add_explicit(&tp->st_frames_in, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&tp->st_bytes_in, len, memory_order_relaxed);
+    if (len > tp->cfg.max_frame + 1) {
+        count_drop(tp, NTI_DROP_TOO_BIG);
+        log_drop(tp, s, "dropped frame", NTI_DROP_TOO_BIG);
+        sreq_reject(s, NT_EMSGSIZE);
+        return;
+    }
+    if (len >= 1 && body[0] == NTI_CH_GOSSIP) {
+        int rv = tp->cfg.ops.gossip_in(tp->cfg.ops_arg, body + 1, len - 1);
+        if (rv == GSP_EAUTH || rv == GSP_EUNKNOWNKEY) {
+            log_drop(tp, s, "dropped gossip frame",
+                     rv == GSP_EAUTH ? NTI_DROP_AUTH : NTI_DROP_UNKNOWN_KEY);
+            sreq_reject(s, NT_EAUTH);
+            return;
+        }
+        nng_msg *r;
+        if (nng_msg_alloc(&r, 0) != 0) {
+            sreq_reject(s, NT_ENOMEM);
+            return;
+        }
+        sreq_send(s, r);
+        return;
+    }
+    if (len < 1 || body[0] != NTI_CH_DATA) {
+        count_drop(tp, NTI_DROP_MALFORMED);
+        sreq_reject(s, NT_EPROTO);
+        return;
+    }
+    uint8_t *pt = NULL;
+    size_t ptlen = 0;
+    int d = open_frame(tp, body + 1, len - 1, &pt, &ptlen);
+    if (d != 0) {
+        count_drop(tp, (nti_drop)(d - 1));
+        log_drop(tp, s, "dropped frame", (nti_drop)(d - 1));
+        sreq_reject(s, d - 1 == NTI_DROP_AUTH || d - 1 == NTI_DROP_UNKNOWN_KEY
+                           ? NT_EAUTH
+                           : NT_EPROTO);
+        return;
+    }
+    nti_hdr h;
+    gsp_rd r;
+    gsp_rd_init(&r, pt, ptlen);
+    static const uint8_t zero[NTI_ID_LEN];
+    int st = NT_OK;
+    nti_drop why = NTI_DROP_MALFORMED;
+    if (nti_wire_hdr_get(&r, &h) != GSP_OK ||
+        nti_wire_check(pt, ptlen) != GSP_OK || h.type < NTI_T_NOTIFY ||
+        h.type > NTI_T_INFO) {
+        st = NT_EPROTO;
+    } else if ((memcmp(h.dest, zero, NTI_ID_LEN) != 0 &&
+                memcmp(h.dest, tp->self_id, NTI_ID_LEN) != 0)) {
+        st = NT_EPEERLOST;
+        why = NTI_DROP_WRONG_DEST;
+    } else if (h.dest_boot != 0 && h.dest_boot != tp->cfg.boot) {
+        st = NT_EPEERLOST;
+        why = NTI_DROP_STALE_BOOT;
+    } else {
+        int rp = replay_check(tp, &h);
+        if (rp != 0) {
+            st = NT_EPEERLOST;
+            why = (nti_drop)(rp - 1);
+        }
+    }
+    if (st != NT_OK) {
+        free(pt);
+        count_drop(tp, why);
+        log_drop(tp, s, "dropped frame", why);
+        sreq_reject(s, st);
+        return;
+    }
+    memcpy(s->sender, h.sender, NTI_ID_LEN);
+    s->seq = h.seq;
+    tp->cfg.ops.request_in(tp->cfg.ops_arg, s, &h, pt, ptlen);
+    free(pt);
+}
+
+static void
+sreq_cb(void *arg)
+{
+    nti_sreq *s = arg;
+    nti_tp *tp = s->tp;
+    int rv = nng_aio_result(s->aio);
+    if (s->state == S_RECV) {
+        if (rv != 0) {
+            if (rv == NNG_ECLOSED) {
+                s->state = S_DEAD;
+                return;
+            }
+            nng_ctx_recv(s->ctx, s->aio); /* transient: keep receiving */
+            return;
+        }
+        nng_msg *m = nng_aio_get_msg(s->aio);
+        nng_aio_set_msg(s->aio, NULL);
+        s->state = S_HELD;
+        srv_add_receiver(tp);
+        srv_handle(tp, s, m);
+        nng_msg_free(m);
+        return;
+    }
+    if (s->state == S_SEND) {
+        if (rv != 0) {
+            nng_msg *m = nng_aio_get_msg(s->aio);
+            nng_aio_set_msg(s->aio, NULL);
+            if (m != NULL) {
+                nng_msg_free(m);
+            }
+        } else {
+            atomic_fetch_add_explicit(&tp->st_frames_out, 1,
+                                      memory_order_relaxed);
+        }
+        if (s->held) {
+            atomic_fetch_sub(&tp->held, 1);
+            s->held = false;
+        }
+        nti_mtx_lock(&tp->srv_mtx);
+        if (rv == NNG_ECLOSED || tp->srv_closing) {
+            s->state = S_DEAD;
+        } else {
+            s->state = S_IDLE;
+            s->next_free = tp->srv_free;
+            tp->srv_free = s;
+        }
+        nti_mtx_unlock(&tp->srv_mtx);
+    }
+}
+
+bool
+nti_sreq_hold(nti_sreq *s)
+{
+    nti_tp *tp = s->tp;
+    if (atomic_fetch_add(&tp->held, 1) >= tp->cfg.max_inflight) {
+        atomic_fetch_sub(&tp->held, 1);
+        return false;
+    }
+    s->held = true;
+    return true;
+}
+
+void
+nti_sreq_reply(nti_sreq *s, uint8_t *pt, size_t len)
+{
+    if (pt == NULL) {
+        sreq_reject(s, NT_ENOMEM);
+        return;
+    }
+    nng_msg *m;
+    int rv = seal_msg(s->tp, NTI_CH_DATA, pt, len, &m);
+    free(pt);
+    if (rv != NT_OK) {
+        sreq_reject(s, rv);
+        return;
+    }
+    atomic_fetch_add_explicit(&s->tp->st_bytes_out, nng_msg_len(m),
+                              memory_order_relaxed);
+    sreq_send(s, m);
+}
+
+const char *
+nti_sreq_remote(const nti_sreq *s)
+{
+    return s->remote;
+}
+
+/* ---- client: peers -------------------------------------------------------- */
+
+static void cctx_cb(void *arg);
+static void peer_kick(nti_peer *p);
+
+static void
+pipe_cb(nng_pipe pipe, nng_pipe_ev ev, void *arg)
+{
+    (void)pipe;
+    nti_peer *p = arg;
+    nti_tp *tp = p->tp;
+    bool up = ev == NNG_PIPE_EV_ADD_POST;
+    nti_mtx_lock(&p->mtx);
+    if (up) {
+        p->connected = true;
+    } else {
+        p->connected = false;
+        p->gen++;
+        p->reset_pending = true;
+    }
+    nti_cv_broadcast(&p->cv);
+    nti_mtx_unlock(&p->mtx);
+    atomic_fetch_add_explicit(up ? &tp->st_connects : &tp->st_disconnects, 1,
+                              memory_order_relaxed);
+    if (tp->cfg.ops.peer_event != NULL) {
+        tp->cfg.ops.peer_event(tp->cfg.ops_arg, p, up);
+    }
+    if (!up) {
+        /* The maintenance thread cancels what the lost pipe carried. */
+        nti_mtx_lock(&tp->peers_mtx);
+        nti_cv_signal(&tp->maint_cv);
+        nti_mtx_unlock(&tp->peers_mtx);
+    }
+}
+
+static uint64_t
+addr_key(const char *addr)
+{
+    return nti_hash_str(0x5eed, addr);
+}
+
+int
+nti_tp_peer(nti_tp *tp, const char *addr, nti_peer **out)
+{
+    char url[GSP_ADDR_MAX + 16];
+    int rv = make_url(addr, url, sizeof(url));
+    if (rv != NT_OK) {
+        return rv;
+    }
+    uint64_t k = addr_key(addr);
+    nti_mtx_lock(&tp->peers_mtx);
+    if (tp->stop) {
+        nti_mtx_unlock(&tp->peers_mtx);
+        return NT_ECLOSED;
+    }
+    for (nti_hnode *n = nti_htab_find(&tp->peer_tab, k); n != NULL;
+         n = nti_htab_next(n, k)) {
+        nti_peer *p = (nti_peer *)n;
+        if (strcmp(p->addr, addr) == 0) {
+            nti_mtx_lock(&p->mtx);
+            bool usable = !p->retired;
+            p->last_used = nti_clock_ms();
+            nti_mtx_unlock(&p->mtx);
+            if (usable) {
+                nti_peer_hold(p);
+                nti_mtx_unlock(&tp->peers_mtx);
+                *out = p;
+                return NT_OK;
+            }
+        }
+    }
+    nti_peer *p = calloc(1, sizeof(*p));
+    if (p == NULL) {
+        nti_mtx_unlock(&tp->peers_mtx);
+        return NT_ENOMEM;
+    }
+    p->tp = tp;
+    atomic_init(&p->refs, 2); /* the table's and the caller's */
+    snprintf(p->addr, sizeof(p->addr), "%s", addr);
+    p->last_used = nti_clock_ms();
+    nti_mtx_init(&p->mtx);
+    nti_cv_init(&p->cv);
+    nng_dialer d;
+    if ((rv = nng_req0_open(&p->sock)) != 0) {
+        goto fail;
+    }
+    nng_socket_set_ms(p->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+    nng_socket_set_size(p->sock, NNG_OPT_RECVMAXSZ, tp->cfg.max_frame + 1);
+    nng_socket_set_ms(p->sock, NNG_OPT_RECONNMINT, 100);
+    nng_socket_set_ms(p->sock, NNG_OPT_RECONNMAXT, 5000);
+    nng_pipe_notify(p->sock, NNG_PIPE_EV_ADD_POST, pipe_cb, p);
+    nng_pipe_notify(p->sock, NNG_PIPE_EV_REM_POST, pipe_cb, p);
+    if ((rv = nng_dialer_create(&d, p->sock, url)) != 0) {
+        nng_close(p->sock);
+        goto fail;
+    }
+    nng_dialer_set_size(d, NNG_OPT_RECVMAXSZ, tp->cfg.max_frame + 1);
+    if ((rv = nng_dialer_start(d, NNG_FLAG_NONBLOCK)) != 0) {
+        nng_close(p->sock);
+        goto fail;
+    }
+    p->hn.hash = k;
+    if (nti_htab_insert(&tp->peer_tab, &p->hn) != NT_OK) {
+        nng_close(p->sock);
+        rv = NNG_ENOMEM;
+        goto fail;
+    }
+    p->next = tp->peers;
+    tp->peers = p;
+    nti_mtx_unlock(&tp->peers_mtx);
+    *out = p;
+    return NT_OK;
+
+fail:
+    nti_mtx_unlock(&tp->peers_mtx);
+    nti_cv_fini(&p->cv);
+    nti_mtx_fini(&p->mtx);
+    free(p);
+    return nng_to_nt(rv);
+}
+
+void
+nti_peer_hold(nti_peer *p)
+{
+    atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
+}
+
+void
+nti_peer_rele(nti_peer *p)
+{
+    /* The table holds a reference until the maintenance thread frees the
+     * peer, so this never reaches zero here. */
+    atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel);
+}
+
+const char *
+nti_peer_addr(const nti_peer *p)
+{
+    return p->addr;
+}
+
+bool
+nti_peer_connected(nti_peer *p)
+{
+    nti_mtx_lock(&p->mtx);
+    bool c = p->connected;
+    nti_mtx_unlock(&p->mtx);
+    return c;
+}
+
+bool
+nti_peer_wait_connected(nti_peer *p, uint64_t deadline_ms)
+{
+    nti_mtx_lock(&p->mtx);
+    while (!p->connected && !p->retired &&
+           nti_cv_wait_until(&p->cv, &p->mtx, deadline_ms)) {
+    }
+    bool c = p->connected;
+    nti_mtx_unlock(&p->mtx);
+    return c;
+}
+
+void
+nti_peer_retire(nti_peer *p)
+{
+    nti_tp *tp = p->tp;
+    nti_mtx_lock(&tp->peers_mtx);
+    nti_mtx_lock(&p->mtx);
+    p->retired = true;
+    nti_cv_broadcast(&p->cv);
+    nti_mtx_unlock(&p->mtx);
+    nti_cv_signal(&tp->maint_cv);
+    nti_mtx_unlock(&tp->peers_mtx);
+}
+
+/* ---- client: requests and batches ----------------------------------------- */
+
+static void
+nitem_free(nitem *it)
+{
+    nti_msg_rele(it->m);
+    free(it);
+}
+
+static size_t
+nitem_size(const nitem *it)
+{
+    return nti_wire_msg_size(NTI_T_NOTIFY, it->m->from, it->m->object,
+                             it->m->cmd, it->nregs, it->m->len);
+}
+
+/* Encodes and seals a NOTIFY batch. */
+static int
+batch_msg(nti_tp *tp, nitem *items, size_t n, uint64_t *seq, nng_msg **out)
+{
+    size_t len = NTI_HDR_LEN + 4;
+    for (nitem *it = items; it != NULL; it = it->next) {
+        len += nitem_size(it);
+    }
+    uint8_t *pt = malloc(len);
+    if (pt == NULL) {
+        return NT_ENOMEM;
+    }
+    *seq = nti_tp_hdr(tp, NTI_T_NOTIFY, items->dest, items->dest_boot, 0, pt);
+    gsp_wr w;
+    gsp_wr_init(&w, pt + NTI_HDR_LEN, len - NTI_HDR_LEN);
+    gsp_wr_u32(&w, (uint32_t)n);
+    for (nitem *it = items; it != NULL; it = it->next) {
+        nti_wire_msg_put(&w, NTI_T_NOTIFY, 0, 0, it->m->from, it->m->id,
+                         it->m->object,
+                         it->m->cmd, it->regs, it->nregs, it->m->data,
+                         it->m->len);
+    }
+    int rv = seal_msg(tp, NTI_CH_DATA, pt, len, out);
+    free(pt);
+    return rv;
+}
+
+/* Takes a context to run work on, creating one if allowed.  Lock held. */
+static cctx *
+ctx_take(nti_peer *p)
+{
+    cctx *c = p->free;
+    if (c != NULL) {
+        p->free = c->next_free;
+        return c;
+    }
+    if (p->nctx >= MAX_CTX) {
+        return NULL;
+    }
+    c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        return NULL;
+    }
+    if (nng_aio_alloc(&c->aio, cctx_cb, c) != 0) {
+        free(c);
+        return NULL;
+    }
+    if (nng_ctx_open(&c->ctx, p->sock) != 0) {
+        nng_aio_free(c->aio);
+        free(c);
+        return NULL;
+    }
+    c->p = p;
+    c->next_all = p->all;
+    p->all = c;
+    p->nctx++;
+    return c;
+}
+
+/* Settles a failed or finished batch: the first acked items are done, the
+ * rest go back to the head of the queue (requeue) or are lost. */
+static void
+batch_settle(nti_peer *p, cctx *c, size_t acked, bool requeue)
+{
+    nti_tp *tp = p->tp;
+    nitem *it = c->batch, *rest = NULL;
+    size_t i = 0, nrest = 0;
+    c->batch = NULL;
+    while (it != NULL && i < acked) {
+        nitem *next = it->next;
+        nitem_free(it);
+        it = next;
+        i++;
+    }
+    rest = it;
+    for (nitem *x = rest; x != NULL; x = x->next) {
+        nrest++;
+    }
+    atomic_fetch_add_explicit(&tp->st_notify_sent, acked,
+                              memory_order_relaxed);
+    nti_mtx_lock(&p->mtx);
+    p->batches--;
+    if (rest != NULL && requeue && !p->retired) {
+        nitem *last = rest;
+        while (last->next != NULL) {
+            last = last->next;
+        }
+        last->next = p->nh;
+        p->nh = rest;
+        if (p->nt == NULL) {
+            p->nt = last;
+        }
+        p->nn += nrest;
+        p->retry_at = nti_clock_ms() + RETRY_MS;
+        rest = NULL;
+        atomic_fetch_add_explicit(&tp->st_notify_retried, nrest,
+                                  memory_order_relaxed);
+    }
+    nti_mtx_unlock(&p->mtx);
+    if (rest != NULL) {
+        atomic_fetch_add_explicit(&tp->st_notify_unacked, nrest,
+                                  memory_order_relaxed);
+        while (rest != NULL) {
+            nitem *next = rest->next;
+            nitem_free(rest);
+            rest = next;
+        }
+    }
+}
+
+/* Returns c to the free list (or marks it dead).  Lock not held. */
+static void
+ctx_release(nti_peer *p, cctx *c, int rv)
+{
+    nti_mtx_lock(&p->mtx);
+    c->req = NULL;
+    if (rv == NNG_ECLOSED || p->closed) {
+        c->state = C_DEAD;
+    } else {
+        c->state = C_IDLE;
+        c->next_free = p->free;
+        p->free = c;
+    }
+    nti_mtx_unlock(&p->mtx);
+}
+
+static int
+reject_status(const uint8_t *body, size_t len)
+{
+    if (len < 2) {
+        return NT_EPROTO;
+    }
+    int st = -(int)body[1];
+    return st < 0 && st >= NT_EIO ? st : NT_EPROTO;
+}
+
+/* A reply arrived for c; returns the status and fills the opened reply. */
+static int
+reply_open(nti_tp *tp, cctx *c, nng_msg *m, nti_hdr *h, uint8_t **pt,
+           size_t *ptlen)
+{
+    const uint8_t *body = nng_msg_body(m);
+    size_t len = nng_msg_len(m);
+    atomic_fetch_add_explicit(&tp->st_frames_in, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&tp->st_bytes_in, len, memory_order_relaxed);
+    if (len >= 1 && body[0] == NTI_CH_REJECT) {
+        atomic_fetch_add_explicit(&tp->st_rejected, 1, memory_order_relaxed);
+        return reject_status(body, len);
+    }
+    if (c->req != NULL && c->req->channel == NTI_CH_GOSSIP) {
+        return NT_OK; /* empty acknowledgement */
+    }
+    if (len < 1 || body[0] != NTI_CH_DATA) {
+        count_drop(tp, NTI_DROP_MALFORMED);
+        return NT_EPROTO;
+    }
+    int d = open_frame(tp, body + 1, len - 1, pt, ptlen);
+    if (d != 0) {
+        count_drop(tp, (nti_drop)(d - 1));
+        return d - 1 == NTI_DROP_AUTH || d - 1 == NTI_DROP_UNKNOWN_KEY
+                   ? NT_EAUTH
+                   : NT_EPROTO;
+    }
+    gsp_rd r;
+    gsp_rd_init(&r, *pt, *ptlen);
+    if (nti_wire_hdr_get(&r, h) != GSP_OK ||
+        nti_wire_check(*pt, *ptlen) != GSP_OK || h->ref != c->seq ||
+        memcmp(h->dest, tp->self_id, NTI_ID_LEN) != 0 ||
+        h->type < NTI_T_ACK) {
+        count_drop(tp, NTI_DROP_MALFORMED);
+        free(*pt);
+        *pt = NULL;
+        return NT_EPROTO;
+    }
+    return NT_OK;
+}
+
+static void
+cctx_cb(void *arg)
+{
+    cctx *c = arg;
+    nti_peer *p = c->p;
+    nti_tp *tp = p->tp;
+    int rv = nng_aio_result(c->aio);
+
+    if (c->state == C_SEND) {
+        if (rv == 0) {
+            nti_mtx_lock(&p->mtx);
+            c->state = C_RECV;
+            c->gen = p->gen;
+            if (c->req != NULL) {
+                c->req->sent = true;
+            }
+            nti_mtx_unlock(&p->mtx);
+            atomic_fetch_add_explicit(&tp->st_frames_out, 1,
+                                      memory_order_relaxed);
+            nng_ctx_recv(c->ctx, c->aio);
+            return;
+        }
+        nng_msg *m = nng_aio_get_msg(c->aio);
+        nng_aio_set_msg(c->aio, NULL);
+        if (m != NULL) {
+            nng_msg_free(m);
+        }
+        /* Never left: the caller may try elsewhere. */
+        nti_creq *r = c->req;
+        if (c->batch != NULL) {
+            batch_settle(p, c, 0, false);
+        }
+        ctx_release(p, c, rv);
+        if (r != NULL) {
+            r->done(r, rv == NNG_ECLOSED ? NT_EUNREACHABLE : nng_to_nt(rv),
+                    NULL, NULL, 0);
+        }
+        peer_kick(p);
+        return;
+    }
+
+    /* C_RECV */
+    nti_creq *r = c->req;
+    int st;
+    nti_hdr h;
+    uint8_t *pt = NULL;
+    size_t ptlen = 0;
+    if (rv == 0) {
+        nng_msg *m = nng_aio_get_msg(c->aio);
+        nng_aio_set_msg(c->aio, NULL);
+        st = reply_open(tp, c, m, &h, &pt, &ptlen);
+        nng_msg_free(m);
+    } else {
+        st = NT_EPEERLOST; /* cancelled (connection lost) or closed */
+    }
+    if (c->batch != NULL) {
+        size_t acked = 0;
+        if (st == NT_OK && pt != NULL && h.type == NTI_T_ACK) {
+            gsp_rd rd;
+            uint32_t a = 0;
+            gsp_rd_init(&rd, pt + NTI_HDR_LEN, ptlen - NTI_HDR_LEN);
+            gsp_rd_u32(&rd, &a);
+            acked = a < c->nbatch ? a : c->nbatch;
+        }
+        free(pt);
+        /* Refused items (full queue there) are retried; items whose fate
+         * is unknown (connection lost) are not. */
+        batch_settle(p, c, acked, st == NT_OK);
+        ctx_release(p, c, rv);
+        peer_kick(p);
+        return;
+    }
+    ctx_release(p, c, rv);
+    if (r != NULL) {
+        r->done(r, st, st == NT_OK && pt ? &h : NULL, pt, ptlen);
+    }
+    free(pt);
+    peer_kick(p);
+}
+
+/* Starts as much queued work as there are contexts for. */
+static void
+peer_kick(nti_peer *p)
+{
+    nti_tp *tp = p->tp;
+    for (;;) {
+        nti_creq *r = NULL;
+        nitem *batch = NULL;
+        size_t nb = 0;
+        nti_mtx_lock(&p->mtx);
+        if (p->retired || p->closed) {
+            nti_mtx_unlock(&p->mtx);
+            return;
+        }
+        bool want_batch = p->nh != NULL && p->batches < NBATCH &&
+                          nti_clock_ms() >= p->retry_at;
+        if (p->qh == NULL && !want_batch) {
+            nti_mtx_unlock(&p->mtx);
+            return;
+        }
+        cctx *c = ctx_take(p);
+        if (c == NULL) {
+            nti_mtx_unlock(&p->mtx);
+            return;
+        }
+        if (p->qh != NULL) {
+            r = p->qh;
+            p->qh = r->next;
+            if (p->qh == NULL) {
+                p->qt = NULL;
+            }
+            p->qn--;
+            r->next = NULL;
+        } else {
+            /* A batch: same destination, bounded items and bytes. */
+            size_t bytes = 0;
+            nitem **tail = &batch;
+            while (p->nh != NULL && nb < BATCH_ITEMS) {
+                nitem *it = p->nh;
+                size_t sz = nitem_size(it);
+                if (nb > 0 && (bytes + sz > BATCH_BYTES ||
+                               memcmp(it->dest, batch->dest, NTI_ID_LEN) ||
+                               it->dest_boot != batch->dest_boot)) {
+                    break;
+                }
+                p->nh = it->next;
+                it->next = NULL;
+                *tail = it;
+                tail = &it->next;
+                bytes += sz;
+                nb++;
+            }
+            if (p->nh == NULL) {
+                p->nt = NULL;
+            }
+            p->nn -= nb;
+            p->batches++;
+        }
+        c->state = C_SEND;
+        c->req = r;
+        c->batch = batch;
+        c->nbatch = nb;
+        p->last_used = nti_clock_ms();
+        nti_mtx_unlock(&p->mtx);
+
+        nng_msg *m = NULL;
+        int rv;
+        if (batch != NULL) {
+            rv = batch_msg(tp, batch, nb, &c->seq, &m);
+        } else if (r->channel == NTI_CH_GOSSIP) {
+            rv = nng_msg_alloc(&m, 1 + r->len) == 0 ? NT_OK : NT_ENOMEM;
+            if (rv == NT_OK) {
+                uint8_t *b = nng_msg_body(m);
+                b[0] = NTI_CH_GOSSIP;
+                memcpy(b + 1, r->frame, r->len);
+            }
+            c->seq = 0;
+        } else {
+            rv = seal_msg(tp, NTI_CH_DATA, r->frame, r->len, &m);
+            c->seq = r->seq;
+        }
+        if (r != NULL) {
+            free(r->frame);
+            r->frame = NULL;
+        }
+        if (rv != NT_OK) {
+            if (batch != NULL) {
+                batch_settle(p, c, 0, false);
+            }
+            ctx_release(p, c, 0);
+            if (r != NULL) {
+                r->done(r, rv, NULL, NULL, 0);
+            }
+            continue;
+        }
+        atomic_fetch_add_explicit(&tp->st_bytes_out, nng_msg_len(m),
+                                  memory_order_relaxed);
+        nng_aio_set_msg(c->aio, m);
+        nng_ctx_send(c->ctx, c->aio);
+    }
+}
+
+int
+nti_peer_submit(nti_peer *p, nti_creq *r)
+{
+    if (r->len + 1 + GSP_SEAL_OVERHEAD > p->tp->cfg.max_frame + 1) {
+        return NT_EMSGSIZE;
+    }
+    nti_mtx_lock(&p->mtx);
+    if (p->retired || p->closed) {
+        nti_mtx_unlock(&p->mtx);
+        return NT_EUNREACHABLE;
+    }
+    if (p->qn >= MAX_QUEUED_REQS) {
+        nti_mtx_unlock(&p->mtx);
+        return NT_EAGAIN;
+    }
+    r->next = NULL;
+    r->sent = false;
+    if (p->qt != NULL) {
+        p->qt->next = r;
+    } else {
+        p->qh = r;
+    }
+    p->qt = r;
+    p->qn++;
+    nti_mtx_unlock(&p->mtx);
+    peer_kick(p);
+    return NT_OK;
+}
+
+int
+nti_peer_reserve(nti_peer *p, unsigned n)
+{
+    int rv = NT_OK;
+    nti_mtx_lock(&p->mtx);
+    if (p->retired || p->closed) {
+        rv = NT_EUNREACHABLE;
+    } else if (p->nn + p->reserved + n > p->tp->cfg.queue_depth) {
+        rv = NT_EAGAIN;
+    } else {
+        p->reserved += n;
+    }
+    nti_mtx_unlock(&p->mtx);
+    return rv;
+}
+
+void
+nti_peer_unreserve(nti_peer *p, unsigned n)
+{
+    nti_mtx_lock(&p->mtx);
+    p->reserved -= n;
+    nti_mtx_unlock(&p->mtx);
+}
+
+int
+nti_peer_notify(nti_peer *p, nti_msg *m, const uint8_t *dest,
+                uint64_t dest_boot, const uint64_t *regs, size_t nregs)
+{
+    nitem *it = malloc(sizeof(*it) + nregs * sizeof(uint64_t));
+    if (it == NULL) {
+        nti_peer_unreserve(p, 1);
+        return NT_ENOMEM;
+    }
+    nti_msg_hold(m);
+    it->m = m;
+    it->next = NULL;
+    memcpy(it->dest, dest, NTI_ID_LEN);
+    it->dest_boot = dest_boot;
+    it->nregs = (uint16_t)nregs;
+    memcpy(it->regs, regs, nregs * sizeof(uint64_t));
+    nti_mtx_lock(&p->mtx);
+    p->reserved--;
+    if (p->nt != NULL) {
+        p->nt->next = it;
+    } else {
+        p->nh = it;
+    }
+    p->nt = it;
+    p->nn++;
+    nti_mtx_unlock(&p->mtx);
+    peer_kick(p);
+    return NT_OK;
+}
+
+/* ---- maintenance ----------------------------------------------------------- */
+
+/* Cancels receives posted before the last connection loss. */
+static void
+peer_reset(nti_peer *p)
+{
+    nng_aio *cancel[MAX_CTX];
+    size_t n = 0;
+    nti_mtx_lock(&p->mtx);
+    p->reset_pending = false;
+    for (cctx *c = p->all; c != NULL; c = c->next_all) {
+        if (c->state == C_RECV && c->gen < p->gen && n < MAX_CTX) {
+            cancel[n++] = c->aio;
+        }
+    }
+    nti_mtx_unlock(&p->mtx);
+    /* Safe: each of these has completed its send (nng#1702). */
+    for (size_t i = 0; i < n; i++) {
+        nng_aio_cancel(cancel[i]);
+    }
+}
+
+/* Fails everything queued on a retired peer. */
+static void
+peer_fail_queued(nti_peer *p)
+{
+    nti_tp *tp = p->tp;
+    nti_mtx_lock(&p->mtx);
+    nti_creq *r = p->qh;
+    nitem *it = p->nh;
+    size_t nn = p->nn;
+    p->qh = p->qt = NULL;
+    p->qn = 0;
+    p->nh = p->nt = NULL;
+    p->nn = 0;
+    nti_mtx_unlock(&p->mtx);
+    while (r != NULL) {
+        nti_creq *next = r->next;
+        free(r->frame);
+        r->frame = NULL;
+        r->done(r, NT_EUNREACHABLE, NULL, NULL, 0);
+        r = next;
+    }
+    atomic_fetch_add_explicit(&tp->st_notify_unacked, nn,
+                              memory_order_relaxed);
+    while (it != NULL) {
+        nitem *next = it->next;
+        nitem_free(it);
+        it = next;
+    }
+}
+
+/* Closes the socket and frees the contexts.  Not from a callback. */
+static void
+peer_close(nti_peer *p)
+{
+    nti_mtx_lock(&p->mtx);
+    p->closed = true;
+    p->retired = true;
+    nti_cv_broadcast(&p->cv);
+    nti_mtx_unlock(&p->mtx);
+    peer_fail_queued(p);
+    /* Completes every pending aio with NNG_ECLOSED. */
+    nng_close(p->sock);
+    cctx *c = p->all;
+    while (c != NULL) {
+        cctx *next = c->next_all;
+        nng_aio_free(c->aio); /* waits for its callback */
+        free(c);
+        c = next;
+    }
+    p->all = NULL;
+    p->free = NULL;
+    peer_fail_queued(p);
+}
+
+static void
+maint_main(void *arg)
+{
+    nti_tp *tp = arg;
+    nti_thr_setname("nt-transport");
+    nti_mtx_lock(&tp->peers_mtx);
+    while (!tp->stop) {
+        nti_cv_wait_until(&tp->maint_cv, &tp->peers_mtx,
+                          nti_clock_ms() + MAINT_MS);
+        if (tp->stop) {
+            break;
+        }
+        uint64_t now = nti_clock_ms();
+        nti_peer **pp = &tp->peers;
+        while (*pp != NULL) {
+            nti_peer *p = *pp;
+            nti_mtx_lock(&p->mtx);
+            bool reset = p->reset_pending;
+            bool retry = p->nh != NULL && now >= p->retry_at;
+            bool idle = atomic_load(&p->refs) == 1 && p->qh == NULL &&
+                        p->nh == NULL && p->batches == 0 &&
+                        now - p->last_used > IDLE_RETIRE_MS;
+            if (idle) {
+                p->retired = true;
+            }
+            bool retired = p->retired, closed = p->closed;
+            bool gone = retired && atomic_load(&p->refs) == 1;
+            nti_mtx_unlock(&p->mtx);
+            nti_mtx_unlock(&tp->peers_mtx);
+            if (reset) {
+                peer_reset(p);
+            }
+            if (retry && !retired) {
+                peer_kick(p);
+            }
+            if (retired && !closed) {
+                peer_close(p);
+            }
+            nti_mtx_lock(&tp->peers_mtx);
+            if (gone) {
+                *pp = p->next;
+                nti_htab_remove(&tp->peer_tab, &p->hn);
+                nti_cv_fini(&p->cv);
+                nti_mtx_fini(&p->mtx);
+                free(p);
+                continue;
+            }
+            pp = &p->next;
+        }
+    }
+    nti_mtx_unlock(&tp->peers_mtx);
+}
+
+/* ---- lifecycle ---------------------------------------------------------------- */
+
+static int
+tp_listen(nti_tp *tp)
+{
+    char url[GSP_ADDR_MAX + 16], host[GSP_ADDR_MAX + 1];
+    unsigned port;
+    int rv = make_url(tp->cfg.listen, url, sizeof(url));
+    if (rv != NT_OK ||
+        nti_addr_parse(tp->cfg.listen, host, sizeof(host), &port) != NT_OK) {
+        return NT_EADDR;
+    }
+    if ((rv = nng_rep0_open(&tp->srv)) != 0) {
+        return nng_to_nt(rv);
+    }
+    tp->has_srv = true;
+    nng_socket_set_size(tp->srv, NNG_OPT_RECVMAXSZ, tp->cfg.max_frame + 1);
+    nng_listener l;
+    if ((rv = nng_listener_create(&l, tp->srv, url)) != 0) {
+        return NT_EADDR;
+    }
+    nng_listener_set_size(l, NNG_OPT_RECVMAXSZ, tp->cfg.max_frame + 1);
+    if ((rv = nng_listener_start(l, 0)) != 0) {
+        return rv == NNG_ENOMEM ? NT_ENOMEM : NT_EADDR;
+    }
+    int bound = 0;
+    if (nng_listener_get_int(l, NNG_OPT_TCP_BOUND_PORT, &bound) != 0) {
+        bound = (int)port;
+    }
+    if (strchr(host, ':') != NULL) {
+        snprintf(tp->address, sizeof(tp->address), "[%s]:%d", host, bound);
+    } else {
+        snprintf(tp->address, sizeof(tp->address), "%s:%d", host, bound);
+    }
+    for (int i = 0; i < NRECV; i++) {
+        srv_add_receiver(tp);
+    }
+    return NT_OK;
+}
+
+int
+nti_tp_alloc(nti_tp **out, const nti_tp_config *cfg)
+{
+    nti_tp *tp = calloc(1, sizeof(*tp));
+    if (tp == NULL) {
+        return NT_ENOMEM;
+    }
+    tp->cfg = *cfg;
+    memcpy(tp->self_id, cfg->self_id, NTI_ID_LEN);
+    tp->cfg.self_id = tp->self_id;
+    tp->log = *cfg->log;
+    nti_rwlock_init(&tp->kr_lock);
+    nti_mtx_init(&tp->srv_mtx);
+    nti_mtx_init(&tp->peers_mtx);
+    nti_cv_init(&tp->maint_cv);
+    nti_mtx_init(&tp->replay_mtx);
+    nti_htab_init(&tp->peer_tab);
+    nti_htab_init(&tp->replay);
+    int rv = nti_thr_create(&tp->maint, maint_main, tp);
+    if (rv != NT_OK) {
+        goto fail_thr;
+    }
+    if (cfg->listen != NULL && (rv = tp_listen(tp)) != NT_OK) {
+        nti_tp_free(tp);
+        return rv;
+    }
+    *out = tp;
+    return NT_OK;
+
+fail_thr:
+    nti_htab_fini(&tp->peer_tab);
+    nti_htab_fini(&tp->replay);
+    nti_mtx_fini(&tp->replay_mtx);
+    nti_cv_fini(&tp->maint_cv);
+    nti_mtx_fini(&tp->peers_mtx);
+    nti_mtx_fini(&tp->srv_mtx);
+    nti_rwlock_fini(&tp->kr_lock);
+    free(tp);
+    return rv;
+}
+
+const char *
+nti_tp_address(const nti_tp *tp)
+{
+    return tp->has_srv ? tp->address : NULL;
+}
+
+void
+nti_tp_free(nti_tp *tp)
+{
+    if (tp == NULL) {
+        return;
+    }
+    /* Server: stop receiving; held contexts were answered by the node. */
+    if (tp->has_srv) {
+        nti_mtx_lock(&tp->srv_mtx);
+        tp->srv_closing = true;
+        nti_mtx_unlock(&tp->srv_mtx);
+        nng_close(tp->srv);
+        nti_sreq *s = tp->srv_all;
+        while (s != NULL) {
+            nti_sreq *next = s->next_all;
+            nng_aio_free(s->aio);
+            free(s);
+            s = next;
+        }
+    }
+    /* Peers: the maintenance thread stops, then we close what is left. */
+    nti_mtx_lock(&tp->peers_mtx);
+    tp->stop = true;
+    nti_cv_signal(&tp->maint_cv);
+    nti_mtx_unlock(&tp->peers_mtx);
+    nti_thr_join(&tp->maint);
+    nti_peer *p = tp->peers;
+    while (p != NULL) {
+        nti_peer *next = p->next;
+        if (!p->closed) {
+            peer_close(p);
+        }
+        nti_cv_fini(&p->cv);
+        nti_mtx_fini(&p->mtx);
+        free(p);
+        p = next;
+    }
+    rwin *w;
+    for (size_t i = 0; i < tp->replay.nslots; i++) {
+        nti_hnode *n = tp->replay.slots[i];
+        while (n != NULL) {
+            nti_hnode *next = n->next;
+            w = (rwin *)n;
+            free(w);
+            n = next;
+        }
+    }
+    nti_htab_fini(&tp->peer_tab);
+    nti_htab_fini(&tp->replay);
+    nti_mtx_fini(&tp->replay_mtx);
+    nti_cv_fini(&tp->maint_cv);
+    nti_mtx_fini(&tp->peers_mtx);
+    nti_mtx_fini(&tp->srv_mtx);
+    nti_rwlock_fini(&tp->kr_lock);
+    free(tp);
+}
+
+void
+nti_tp_keyring_wrlock(nti_tp *tp)
+{
+    nti_rwlock_wrlock(&tp->kr_lock);
+}
+
+void
+nti_tp_keyring_unlock(nti_tp *tp)
+{
+    nti_rwlock_unlock(&tp->kr_lock);
+}
+
+void
+nti_tp_stats_get(nti_tp *tp, nti_tp_stats *st)
+{
+    memset(st, 0, sizeof(*st));
+    st->frames_in = atomic_load(&tp->st_frames_in);
+    st->bytes_in = atomic_load(&tp->st_bytes_in);
+    st->frames_out = atomic_load(&tp->st_frames_out);
+    st->bytes_out = atomic_load(&tp->st_bytes_out);
+    for (int i = 0; i < NTI_DROP_COUNT; i++) {
+        st->drops[i] = atomic_load(&tp->st_drops[i]);
+    }
+    st->rejected_by_peer = atomic_load(&tp->st_rejected);
+    st->notify_sent = atomic_load(&tp->st_notify_sent);
+    st->notify_unacked = atomic_load(&tp->st_notify_unacked);
+    st->notify_retried = atomic_load(&tp->st_notify_retried);
+    st->connects = atomic_load(&tp->st_connects);
+    st->disconnects = atomic_load(&tp->st_disconnects);
+    st->requests_held = atomic_load(&tp->held);
+    nti_mtx_lock(&tp->peers_mtx);
+    for (nti_peer *p = tp->peers; p != NULL; p = p->next) {
+        nti_mtx_lock(&p->mtx);
+        if (!p->retired) {
+            st->peers++;
+        }
+        st->notify_queued += p->nn;
+        nti_mtx_unlock(&p->mtx);
+    }
+    nti_mtx_unlock(&tp->peers_mtx);
+}
