@@ -158,6 +158,7 @@ struct nti_tp {
     size_t nreplay;
 
     _Atomic uint64_t seq;
+    _Atomic uint64_t last_warn; /* rate limit for drop warnings */
     _Atomic uint64_t st_frames_in, st_bytes_in, st_frames_out, st_bytes_out;
     _Atomic uint64_t st_drops[NTI_DROP_COUNT];
     _Atomic uint64_t st_rejected, st_notify_sent, st_notify_unacked,
@@ -490,9 +491,16 @@ sreq_reject(nti_sreq *s, int status)
     sreq_send(s, m);
 }
 
+/* Logs a dropped frame: at most one line a second (the counters have the
+ * rest), so a misconfigured or hostile peer cannot flood the log. */
 static void
 log_drop(nti_tp *tp, nti_sreq *s, const char *what, nti_drop d)
 {
+    uint64_t now = nti_clock_ms(), last = atomic_load(&tp->last_warn);
+    if (now - last < 1000 ||
+        !atomic_compare_exchange_strong(&tp->last_warn, &last, now)) {
+        return;
+    }
     if (nti_log_enabled(&tp->log, NT_LOG_WARN)) {
         nti_log(&tp->log, d == NTI_DROP_AUTH || d == NTI_DROP_UNKNOWN_KEY
                               ? NT_LOG_WARN
