@@ -235,6 +235,16 @@ format_sockaddr(const nng_sockaddr *sa, char *out, size_t cap)
     }
 }
 
+/* nng drops (and disconnects) messages over its receive limit without
+ * telling us; letting it take up to twice our own limit means a frame a
+ * little too big reaches srv_handle, which refuses it with a reason and a
+ * counter, while a huge one still costs the sender its connection. */
+static size_t
+nng_cap(const nti_tp *tp)
+{
+    return 2 * tp->cfg.max_frame + 64;
+}
+
 /* ---- sealing ----------------------------------------------------------- */
 
 /* An nng message holding ch + seal(pt).  NT_OK or an error. */
@@ -774,7 +784,7 @@ nti_tp_peer(nti_tp *tp, const char *addr, nti_peer **out)
         goto fail;
     }
     nng_socket_set_ms(p->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
-    nng_socket_set_size(p->sock, NNG_OPT_RECVMAXSZ, tp->cfg.max_frame + 1);
+    nng_socket_set_size(p->sock, NNG_OPT_RECVMAXSZ, nng_cap(tp));
     nng_socket_set_ms(p->sock, NNG_OPT_RECONNMINT, 100);
     nng_socket_set_ms(p->sock, NNG_OPT_RECONNMAXT, 5000);
     nng_pipe_notify(p->sock, NNG_PIPE_EV_ADD_POST, pipe_cb, p);
@@ -783,7 +793,7 @@ nti_tp_peer(nti_tp *tp, const char *addr, nti_peer **out)
         nng_close(p->sock);
         goto fail;
     }
-    nng_dialer_set_size(d, NNG_OPT_RECVMAXSZ, tp->cfg.max_frame + 1);
+    nng_dialer_set_size(d, NNG_OPT_RECVMAXSZ, nng_cap(tp));
     if ((rv = nng_dialer_start(d, NNG_FLAG_NONBLOCK)) != 0) {
         nng_close(p->sock);
         goto fail;
@@ -903,6 +913,15 @@ batch_msg(nti_tp *tp, nitem *items, size_t n, uint64_t *seq, nng_msg **out)
     int rv = seal_msg(tp, NTI_CH_DATA, pt, len, out);
     free(pt);
     return rv;
+}
+
+/* A batch stays well inside our frame limit (nodes of one cluster should
+ * share max_payload; see docs/PROTOCOL.md). */
+static size_t
+batch_bytes(const nti_tp *tp)
+{
+    size_t cap = tp->cfg.max_frame > 8192 ? tp->cfg.max_frame - 8192 : 1024;
+    return cap < BATCH_BYTES ? cap : BATCH_BYTES;
 }
 
 /* Takes a context to run work on, creating one if allowed.  Lock held. */
@@ -1112,17 +1131,21 @@ cctx_cb(void *arg)
     }
     if (c->batch != NULL) {
         size_t acked = 0;
+        uint32_t why = 0;
         if (st == NT_OK && pt != NULL && h.type == NTI_T_ACK) {
             gsp_rd rd;
             uint32_t a = 0;
             gsp_rd_init(&rd, pt + NTI_HDR_LEN, ptlen - NTI_HDR_LEN);
             gsp_rd_u32(&rd, &a);
+            gsp_rd_u32(&rd, &why);
             acked = a < c->nbatch ? a : c->nbatch;
         }
         free(pt);
-        /* Refused items (full queue there) are retried; items whose fate
-         * is unknown (connection lost) are not. */
-        batch_settle(p, c, acked, st == NT_OK);
+        /* Items refused because the peer's queue was full are retried;
+         * items refused for good, or whose fate is unknown (connection
+         * lost), are not. */
+        batch_settle(p, c, acked,
+                     st == NT_OK && (int32_t)why == NT_EAGAIN);
         ctx_release(p, c, rv);
         peer_kick(p);
         return;
@@ -1175,7 +1198,7 @@ peer_kick(nti_peer *p)
             while (p->nh != NULL && nb < BATCH_ITEMS) {
                 nitem *it = p->nh;
                 size_t sz = nitem_size(it);
-                if (nb > 0 && (bytes + sz > BATCH_BYTES ||
+                if (nb > 0 && (bytes + sz > batch_bytes(tp) ||
                                memcmp(it->dest, batch->dest, NTI_ID_LEN) ||
                                it->dest_boot != batch->dest_boot)) {
                     break;
@@ -1465,12 +1488,12 @@ tp_listen(nti_tp *tp)
         return nng_to_nt(rv);
     }
     tp->has_srv = true;
-    nng_socket_set_size(tp->srv, NNG_OPT_RECVMAXSZ, tp->cfg.max_frame + 1);
+    nng_socket_set_size(tp->srv, NNG_OPT_RECVMAXSZ, nng_cap(tp));
     nng_listener l;
     if ((rv = nng_listener_create(&l, tp->srv, url)) != 0) {
         return NT_EADDR;
     }
-    nng_listener_set_size(l, NNG_OPT_RECVMAXSZ, tp->cfg.max_frame + 1);
+    nng_listener_set_size(l, NNG_OPT_RECVMAXSZ, nng_cap(tp));
     if ((rv = nng_listener_start(l, 0)) != 0) {
         return rv == NNG_ENOMEM ? NT_ENOMEM : NT_EADDR;
     }
