@@ -353,8 +353,13 @@ member_up(nt_node *n, const gsp_event *ev)
             ev->addr, "incarnation", inc);
 }
 
+/* A member that died or left.  Its entries were deleted just before
+ * (gossip's guarantee).  A dead member's pending calls fail at once and
+ * its connection is retired; a member that left answers (or fails) its
+ * pending calls itself before it closes, so those wait for their replies
+ * and fail only if its connection drops first. */
 static void
-member_gone(nt_node *n, const gsp_event *ev, const char *what)
+member_gone(nt_node *n, const gsp_event *ev, bool dead)
 {
     nti_member *m = member_find(n, ev->id);
     if (m == NULL) {
@@ -367,18 +372,18 @@ member_gone(nt_node *n, const gsp_event *ev, const char *what)
     nti_peer *p = m->peer;
     m->peer = NULL;
     nti_mtx_unlock(&m->mtx);
-    /* Its entries were deleted just before (gossip's guarantee); make
-     * sure nothing of it stays routable. */
     regs_release(nti_index_remove_owner(n->index, &m->owner));
-    if (was) {
+    if (was && dead) {
         nti_rpctab_peer_lost(n->rpc, gen);
     }
     if (p != NULL) {
-        nti_peer_retire(p);
+        if (dead) {
+            nti_peer_retire(p);
+        }
         nti_peer_rele(p);
     }
-    nti_log(&n->log, NT_LOG_INFO, what, "peer", m->id_hex, "address",
-            m->addr, NULL, NULL);
+    nti_log(&n->log, NT_LOG_INFO, dead ? "member dead" : "member left",
+            "peer", m->id_hex, "address", m->addr, NULL, NULL);
 }
 
 static void
@@ -440,10 +445,10 @@ on_event(void *arg, const gsp_event *ev)
                 ev->id_hex, NULL, NULL, NULL, NULL);
         break;
     case GSP_EV_MEMBER_DEAD:
-        member_gone(n, ev, "member dead");
+        member_gone(n, ev, true);
         break;
     case GSP_EV_MEMBER_LEFT:
-        member_gone(n, ev, "member left");
+        member_gone(n, ev, false);
         break;
     case GSP_EV_ENTRY_PUT:
         entry_put(n, ev);

@@ -60,6 +60,8 @@
 #define RETRY_MS 20       /* after a peer refused notifications */
 #define MAINT_MS 50       /* maintenance period */
 #define IDLE_RETIRE_MS 60000
+#define RETIRE_GRACE_MS 2000 /* retired socket closed after this */
+#define FLUSH_MS 500         /* shutdown: wait for replies to leave */
 #define REPLAY_WINDOW 1024
 #define REPLAY_SENDERS 4096
 
@@ -97,6 +99,10 @@ struct nti_peer {
     nti_cv cv;   /* connected changed */
     nng_socket sock;
     bool connected, retired, closed;
+    bool abandoned; /* its socket never finished closing: keep memory */
+    bool drained;   /* retired and its in-flight work failed */
+    uint64_t retired_at;
+    unsigned sending; /* threads between a check and an nng call */
     uint64_t gen;
     bool reset_pending;
     uint64_t last_used;
@@ -142,6 +148,8 @@ struct nti_tp {
     nng_socket srv;
     bool has_srv, srv_closing;
     nti_sreq *srv_all, *srv_free;
+    unsigned srv_sending; /* replies handed to nng, not yet sent */
+    nti_cv srv_cv;        /* srv_sending reached zero */
     _Atomic unsigned held;
 
     /* peers and the maintenance thread */
@@ -157,6 +165,7 @@ struct nti_tp {
     nti_htab replay;
     size_t nreplay;
 
+    nti_tp *next_abandoned;
     _Atomic uint64_t seq;
     _Atomic uint64_t last_warn; /* rate limit for drop warnings */
     _Atomic uint64_t st_frames_in, st_bytes_in, st_frames_out, st_bytes_out;
@@ -164,6 +173,96 @@ struct nti_tp {
     _Atomic uint64_t st_rejected, st_notify_sent, st_notify_unacked,
         st_notify_retried, st_connects, st_disconnects;
 };
+
+/*
+ * Bounded socket close.  nng 1.5.2 can block nng_close forever: its
+ * reaper waits in req0_pipe_stop -> nni_aio_stop for a pipe receive task
+ * that was begun but never dispatched (seen when a pipe is torn down while
+ * its remote end closes too; every nng task thread idle).  A node must not
+ * hang on that, so each close runs on a short-lived thread and we wait for
+ * it at most CLOSE_WAIT_MS.  If it does not return, the socket's memory
+ * (peer, contexts, transport) is deliberately kept allocated so that a late
+ * nng callback can never touch freed memory; the stuck thread ends with the
+ * process.
+ */
+#define CLOSE_WAIT_MS 3000
+
+typedef struct {
+    nng_socket sock;
+    nti_mtx mtx; /* guards done */
+    nti_cv cv;
+    bool done;
+    _Atomic unsigned refs;
+} close_job;
+
+static void
+close_job_rele(close_job *j)
+{
+    if (atomic_fetch_sub(&j->refs, 1) == 1) {
+        nti_cv_fini(&j->cv);
+        nti_mtx_fini(&j->mtx);
+        free(j);
+    }
+}
+
+static void
+close_main(void *arg)
+{
+    close_job *j = arg;
+    nti_thr_setname("nt-close");
+    nng_close(j->sock);
+    nti_mtx_lock(&j->mtx);
+    j->done = true;
+    nti_cv_broadcast(&j->cv);
+    nti_mtx_unlock(&j->mtx);
+    close_job_rele(j);
+}
+
+/* Set once a close got stuck: nng's single reaper is then blocked for
+ * good, and every later close would wait on it too. */
+static _Atomic bool reaper_stuck;
+
+/* Returns true when the socket closed within CLOSE_WAIT_MS. */
+static bool
+sock_close(nti_tp *tp, nng_socket s)
+{
+    if (atomic_load(&reaper_stuck)) {
+        return false;
+    }
+    close_job *j = calloc(1, sizeof(*j));
+    nti_thr t;
+    if (j == NULL) {
+        nng_close(s);
+        return true;
+    }
+    j->sock = s;
+    nti_mtx_init(&j->mtx);
+    nti_cv_init(&j->cv);
+    atomic_init(&j->refs, 2);
+    if (nti_thr_create(&t, close_main, j) != NT_OK) {
+        nti_cv_fini(&j->cv);
+        nti_mtx_fini(&j->mtx);
+        free(j);
+        nng_close(s);
+        return true;
+    }
+    nti_thr_detach(&t);
+    uint64_t deadline = nti_clock_ms() + CLOSE_WAIT_MS;
+    nti_mtx_lock(&j->mtx);
+    while (!j->done && nti_cv_wait_until(&j->cv, &j->mtx, deadline)) {
+    }
+    bool done = j->done;
+    nti_mtx_unlock(&j->mtx);
+    close_job_rele(j);
+    if (!done) {
+        atomic_store(&reaper_stuck, true);
+        nti_log(&tp->log, NT_LOG_ERROR,
+                "nng did not finish closing a socket; leaving it (nng 1.5.2 "
+                "reaper bug)",
+                NULL, NULL, NULL, NULL, NULL, NULL);
+    }
+    return done;
+}
 
 static const char *drop_names[NTI_DROP_COUNT] = {
     "too_big", "unknown_key", "auth", "malformed",
@@ -476,6 +575,9 @@ srv_add_receiver(nti_tp *tp)
 static void
 sreq_send(nti_sreq *s, nng_msg *m)
 {
+    nti_mtx_lock(&s->tp->srv_mtx);
+    s->tp->srv_sending++;
+    nti_mtx_unlock(&s->tp->srv_mtx);
     s->state = S_SEND;
     nng_aio_set_msg(s->aio, m);
     nng_ctx_send(s->ctx, s->aio);
@@ -649,6 +751,9 @@ sreq_cb(void *arg)
             s->held = false;
         }
         nti_mtx_lock(&tp->srv_mtx);
+        if (--tp->srv_sending == 0) {
+            nti_cv_broadcast(&tp->srv_cv);
+        }
         if (rv == NNG_ECLOSED || tp->srv_closing) {
             s->state = S_DEAD;
         } else {
@@ -701,6 +806,7 @@ nti_sreq_remote(const nti_sreq *s)
 
 static void cctx_cb(void *arg);
 static void peer_kick(nti_peer *p);
+static void peer_sent(nti_peer *p);
 
 static void
 pipe_cb(nng_pipe pipe, nng_pipe_ev ev, void *arg)
@@ -790,17 +896,17 @@ nti_tp_peer(nti_tp *tp, const char *addr, nti_peer **out)
     nng_pipe_notify(p->sock, NNG_PIPE_EV_ADD_POST, pipe_cb, p);
     nng_pipe_notify(p->sock, NNG_PIPE_EV_REM_POST, pipe_cb, p);
     if ((rv = nng_dialer_create(&d, p->sock, url)) != 0) {
-        nng_close(p->sock);
+        sock_close(tp, p->sock);
         goto fail;
     }
     nng_dialer_set_size(d, NNG_OPT_RECVMAXSZ, nng_cap(tp));
     if ((rv = nng_dialer_start(d, NNG_FLAG_NONBLOCK)) != 0) {
-        nng_close(p->sock);
+        sock_close(tp, p->sock);
         goto fail;
     }
     p->hn.hash = k;
     if (nti_htab_insert(&tp->peer_tab, &p->hn) != NT_OK) {
-        nng_close(p->sock);
+        sock_close(tp, p->sock);
         rv = NNG_ENOMEM;
         goto fail;
     }
@@ -865,7 +971,10 @@ nti_peer_retire(nti_peer *p)
     nti_tp *tp = p->tp;
     nti_mtx_lock(&tp->peers_mtx);
     nti_mtx_lock(&p->mtx);
-    p->retired = true;
+    if (!p->retired) {
+        p->retired = true;
+        p->retired_at = nti_clock_ms();
+    }
     nti_cv_broadcast(&p->cv);
     nti_mtx_unlock(&p->mtx);
     nti_cv_signal(&tp->maint_cv);
@@ -1090,10 +1199,12 @@ cctx_cb(void *arg)
             if (c->req != NULL) {
                 c->req->sent = true;
             }
+            p->sending++;
             nti_mtx_unlock(&p->mtx);
             atomic_fetch_add_explicit(&tp->st_frames_out, 1,
                                       memory_order_relaxed);
             nng_ctx_recv(c->ctx, c->aio);
+            peer_sent(p);
             return;
         }
         nng_msg *m = nng_aio_get_msg(c->aio);
@@ -1156,6 +1267,18 @@ cctx_cb(void *arg)
     }
     free(pt);
     peer_kick(p);
+}
+
+/* Ends a window opened under the lock in which a thread calls nng on the
+ * peer's socket; peer_close waits for every such window to end. */
+static void
+peer_sent(nti_peer *p)
+{
+    nti_mtx_lock(&p->mtx);
+    if (--p->sending == 0 && p->closed) {
+        nti_cv_broadcast(&p->cv);
+    }
+    nti_mtx_unlock(&p->mtx);
 }
 
 /* Starts as much queued work as there are contexts for. */
@@ -1221,6 +1344,7 @@ peer_kick(nti_peer *p)
         c->batch = batch;
         c->nbatch = nb;
         p->last_used = nti_clock_ms();
+        p->sending++;
         nti_mtx_unlock(&p->mtx);
 
         nng_msg *m = NULL;
@@ -1244,6 +1368,7 @@ peer_kick(nti_peer *p)
             r->frame = NULL;
         }
         if (rv != NT_OK) {
+            peer_sent(p);
             if (batch != NULL) {
                 batch_settle(p, c, 0, false);
             }
@@ -1257,6 +1382,7 @@ peer_kick(nti_peer *p)
                                   memory_order_relaxed);
         nng_aio_set_msg(c->aio, m);
         nng_ctx_send(c->ctx, c->aio);
+        peer_sent(p);
     }
 }
 
@@ -1345,24 +1471,27 @@ nti_peer_notify(nti_peer *p, nti_msg *m, const uint8_t *dest,
 
 /* ---- maintenance ----------------------------------------------------------- */
 
-/* Cancels receives posted before the last connection loss. */
+/* Cancels receives posted before the last connection loss (all of them
+ * with all: the peer is retired). */
 static void
-peer_reset(nti_peer *p)
+peer_reset(nti_peer *p, bool all)
 {
     nng_aio *cancel[MAX_CTX];
     size_t n = 0;
     nti_mtx_lock(&p->mtx);
     p->reset_pending = false;
     for (cctx *c = p->all; c != NULL; c = c->next_all) {
-        if (c->state == C_RECV && c->gen < p->gen && n < MAX_CTX) {
+        if (c->state == C_RECV && (all || c->gen < p->gen) && n < MAX_CTX) {
             cancel[n++] = c->aio;
         }
     }
+    p->sending++;
     nti_mtx_unlock(&p->mtx);
     /* Safe: each of these has completed its send (nng#1702). */
     for (size_t i = 0; i < n; i++) {
         nng_aio_cancel(cancel[i]);
     }
+    peer_sent(p);
 }
 
 /* Fails everything queued on a retired peer. */
@@ -1403,10 +1532,17 @@ peer_close(nti_peer *p)
     p->closed = true;
     p->retired = true;
     nti_cv_broadcast(&p->cv);
+    /* No thread may be about to call nng on this socket. */
+    while (p->sending > 0) {
+        nti_cv_wait(&p->cv, &p->mtx);
+    }
     nti_mtx_unlock(&p->mtx);
     peer_fail_queued(p);
     /* Completes every pending aio with NNG_ECLOSED. */
-    nng_close(p->sock);
+    if (!sock_close(p->tp, p->sock)) {
+        p->abandoned = true;
+        return;
+    }
     cctx *c = p->all;
     while (c != NULL) {
         cctx *next = c->next_all;
@@ -1441,24 +1577,36 @@ maint_main(void *arg)
             bool idle = atomic_load(&p->refs) == 1 && p->qh == NULL &&
                         p->nh == NULL && p->batches == 0 &&
                         now - p->last_used > IDLE_RETIRE_MS;
-            if (idle) {
+            if (idle && !p->retired) {
                 p->retired = true;
+                p->retired_at = now;
             }
             bool retired = p->retired, closed = p->closed;
-            bool gone = retired && atomic_load(&p->refs) == 1;
+            bool drain = retired && !p->drained;
+            p->drained = p->drained || retired;
+            /* A retired socket is closed only after a grace period: closing
+             * one while its remote is tearing the connection down can hang
+             * nng 1.5.2 (see sock_close). */
+            bool close_now = retired && !closed &&
+                             now - p->retired_at >= RETIRE_GRACE_MS;
+            bool gone = closed && atomic_load(&p->refs) == 1;
             nti_mtx_unlock(&p->mtx);
             nti_mtx_unlock(&tp->peers_mtx);
-            if (reset) {
-                peer_reset(p);
+            if (drain) {
+                /* Retired: nothing more will be answered or sent. */
+                peer_reset(p, true);
+                peer_fail_queued(p);
+            } else if (reset) {
+                peer_reset(p, false);
             }
             if (retry && !retired) {
                 peer_kick(p);
             }
-            if (retired && !closed) {
+            if (close_now) {
                 peer_close(p);
             }
             nti_mtx_lock(&tp->peers_mtx);
-            if (gone) {
+            if (gone && !p->abandoned) {
                 *pp = p->next;
                 nti_htab_remove(&tp->peer_tab, &p->hn);
                 nti_cv_fini(&p->cv);
@@ -1525,6 +1673,7 @@ nti_tp_alloc(nti_tp **out, const nti_tp_config *cfg)
     tp->log = *cfg->log;
     nti_rwlock_init(&tp->kr_lock);
     nti_mtx_init(&tp->srv_mtx);
+    nti_cv_init(&tp->srv_cv);
     nti_mtx_init(&tp->peers_mtx);
     nti_cv_init(&tp->maint_cv);
     nti_mtx_init(&tp->replay_mtx);
@@ -1559,38 +1708,66 @@ nti_tp_address(const nti_tp *tp)
     return tp->has_srv ? tp->address : NULL;
 }
 
+/* Transports whose sockets never finished closing (see sock_close): kept
+ * so that nng's late callbacks find live memory. */
+static struct {
+    nti_mtx mtx; /* guards head */
+    nti_tp *head;
+} abandoned = { NTI_MTX_INITIALIZER, NULL };
+
 void
 nti_tp_free(nti_tp *tp)
 {
     if (tp == NULL) {
         return;
     }
-    /* Server: stop receiving; held contexts were answered by the node. */
-    if (tp->has_srv) {
-        nti_mtx_lock(&tp->srv_mtx);
-        tp->srv_closing = true;
-        nti_mtx_unlock(&tp->srv_mtx);
-        nng_close(tp->srv);
-        nti_sreq *s = tp->srv_all;
-        while (s != NULL) {
-            nti_sreq *next = s->next_all;
-            nng_aio_free(s->aio);
-            free(s);
-            s = next;
-        }
-    }
-    /* Peers: the maintenance thread stops, then we close what is left. */
+    /* The maintenance thread stops first (finishing any close it is in),
+     * so that from here on one thread closes sockets. */
     nti_mtx_lock(&tp->peers_mtx);
     tp->stop = true;
     nti_cv_signal(&tp->maint_cv);
     nti_mtx_unlock(&tp->peers_mtx);
     nti_thr_join(&tp->maint);
-    nti_peer *p = tp->peers;
-    while (p != NULL) {
-        nti_peer *next = p->next;
+    bool keep = false;
+    /* Server: the node has answered every held request; give those
+     * answers a moment to leave before the socket goes. */
+    if (tp->has_srv) {
+        uint64_t flush_by = nti_clock_ms() + FLUSH_MS;
+        nti_mtx_lock(&tp->srv_mtx);
+        tp->srv_closing = true;
+        while (tp->srv_sending > 0 &&
+               nti_cv_wait_until(&tp->srv_cv, &tp->srv_mtx, flush_by)) {
+        }
+        nti_mtx_unlock(&tp->srv_mtx);
+        if (sock_close(tp, tp->srv)) {
+            nti_sreq *s = tp->srv_all;
+            while (s != NULL) {
+                nti_sreq *next = s->next_all;
+                nng_aio_free(s->aio);
+                free(s);
+                s = next;
+            }
+            tp->srv_all = NULL;
+        } else {
+            keep = true;
+        }
+    }
+    for (nti_peer *p = tp->peers; p != NULL; p = p->next) {
         if (!p->closed) {
             peer_close(p);
         }
+        keep = keep || p->abandoned;
+    }
+    if (keep) {
+        nti_mtx_lock(&abandoned.mtx);
+        tp->next_abandoned = abandoned.head;
+        abandoned.head = tp;
+        nti_mtx_unlock(&abandoned.mtx);
+        return;
+    }
+    nti_peer *p = tp->peers;
+    while (p != NULL) {
+        nti_peer *next = p->next;
         nti_cv_fini(&p->cv);
         nti_mtx_fini(&p->mtx);
         free(p);
@@ -1611,6 +1788,7 @@ nti_tp_free(nti_tp *tp)
     nti_mtx_fini(&tp->replay_mtx);
     nti_cv_fini(&tp->maint_cv);
     nti_mtx_fini(&tp->peers_mtx);
+    nti_cv_fini(&tp->srv_cv);
     nti_mtx_fini(&tp->srv_mtx);
     nti_rwlock_fini(&tp->kr_lock);
     free(tp);

@@ -169,6 +169,12 @@ nti_thr_join(nti_thr *t)
 }
 
 void
+nti_thr_detach(nti_thr *t)
+{
+    check(pthread_detach(t->t), "pthread_detach");
+}
+
+void
 nti_thr_setname(const char *name)
 {
 #if defined(__linux__) && defined(__GLIBC__)

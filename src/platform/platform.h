@@ -50,6 +50,8 @@ void nti_rwlock_unlock(nti_rwlock *l);
 /* Returns NT_OK or NT_ENOMEM. */
 int nti_thr_create(nti_thr *t, void (*fn)(void *), void *arg);
 void nti_thr_join(nti_thr *t);
+/* Lets the thread run to its end unjoined. */
+void nti_thr_detach(nti_thr *t);
 void nti_thr_setname(const char *name);
 
 /* Monotonic milliseconds / microseconds since an arbitrary origin. */
