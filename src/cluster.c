@@ -42,7 +42,6 @@
 #include "node.h"
 #include "strbuf.h"
 
-#define PUB_TIMEOUT_MS 5000   /* publisher publish: server ack */
 #define PUB_GRACE_MS 2000     /* publisher call: beyond the call timeout */
 #define LEAVE_WAIT_MS 500
 
@@ -1364,7 +1363,7 @@ nti_pub_publish(nt_node *n, const char *object, uint64_t id,
     }
     nti_wire_msg_put(&w, NTI_T_PUBLISH, 0, 0, "", id, object, cmd, NULL, 0,
                      data, len);
-    uint64_t deadline = nti_clock_ms() + PUB_TIMEOUT_MS;
+    uint64_t deadline = nti_clock_ms() + n->publish_timeout_ms;
     int rv = pub_submit(n, q, deadline);
     if (rv == NT_OK) {
         rv = pub_wait(q, deadline);
@@ -1410,7 +1409,8 @@ nti_pub_call(nt_node *n, const char *object, uint64_t id, const char *cmd,
     if (w != NULL) {
         nti_waiter_add(n->rpc, w);
     }
-    uint64_t connect_by = timeout_ms < 0 ? nti_clock_ms() + PUB_TIMEOUT_MS
+    uint64_t connect_by = timeout_ms < 0
+                              ? nti_clock_ms() + n->publish_timeout_ms
                                          : deadline - PUB_GRACE_MS;
     int rv = pub_submit(n, q, connect_by);
     if (rv != NT_OK) {
@@ -1450,7 +1450,8 @@ nti_pub_info(nt_node *n, const char *what, int json, int timeout_ms,
     }
     nti_wire_name_put(&w, what);
     gsp_wr_u8(&w, json ? NT_INFO_JSON : NT_INFO_TEXT);
-    uint64_t deadline = nti_deadline(timeout_ms < 0 ? PUB_TIMEOUT_MS
+    uint64_t deadline = nti_deadline(timeout_ms < 0
+                                         ? (int)n->publish_timeout_ms
                                                     : timeout_ms);
     int rv = pub_submit(n, q, deadline);
     if (rv == NT_OK) {
@@ -1635,7 +1636,7 @@ pub_wait_status(nt_node *n, unsigned members, bool converged,
     for (;;) {
         char *text = NULL;
         uint64_t now = nti_clock_ms();
-        int left = deadline == UINT64_MAX ? PUB_TIMEOUT_MS
+        int left = deadline == UINT64_MAX ? (int)n->publish_timeout_ms
                    : deadline > now       ? (int)(deadline - now)
                                           : 0;
         int rv = nti_pub_info(n, "status", 0, left, &text);

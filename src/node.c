@@ -214,6 +214,8 @@ copy_config(nt_node *n, const nt_config *cfg)
                                          : DEFAULT_MAX_REGS;
     n->max_inflight = cfg->max_inflight ? cfg->max_inflight
                                         : DEFAULT_MAX_INFLIGHT;
+    n->publish_timeout_ms = cfg->publish_timeout_ms ? cfg->publish_timeout_ms
+                                                    : 5000;
     n->gossip_interval_ms = cfg->gossip_interval_ms;
     n->gossip_fanout = cfg->gossip_fanout;
     n->probe_interval_ms = cfg->probe_interval_ms;

@@ -96,6 +96,10 @@ typedef struct nt_config {
     unsigned max_registrations;  /* local registrations; 0 = 65536 */
     unsigned max_inflight;       /* RPC requests served at once from the
                                     network; 0 = 4096 */
+    unsigned publish_timeout_ms; /* publisher nodes: how long nt_publish
+                                    waits for the server's acknowledgement
+                                    (and for a server to connect);
+                                    0 = 5000 */
 
     /* Logging.  Lines go to log_fn, or to stderr when it is NULL.
      * log_level is the most verbose level written; 0 = NT_LOG_WARN. */
@@ -211,7 +215,7 @@ NT_API int nt_rpc_unregister_all(nt_node *n, void *dest);
 /* Publish a one-way notification to every full registration that matches
  * and to one weighted-random slice.  On a member node it never waits on the
  * network; a publisher node hands it to its server and waits for the
- * server's acknowledgement (up to 5 s).  data is copied.  Errors: NT_ENOTARGET (nothing matches), NT_EAGAIN (a queue is
+ * server's acknowledgement (publish_timeout_ms, default 5 s).  data is copied.  Errors: NT_ENOTARGET (nothing matches), NT_EAGAIN (a queue is
  * full: nothing was enqueued), NT_EMSGSIZE, NT_EINVAL, NT_ECLOSED. */
 NT_API int nt_publish(nt_node *n, const char *object, uint64_t id,
                       const char *cmd, const void *data, size_t len);

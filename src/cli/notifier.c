@@ -637,6 +637,9 @@ config_init(cli *c, nt_config *cfg)
     cfg->log_fn = lib_log;
     cfg->log_arg = c;
     cfg->log_level = c->log_level != 0 ? c->log_level : NT_LOG_ERROR;
+    /* pub waits for the server's acknowledgement within --timeout. */
+    cfg->publish_timeout_ms = c->timeout_ms > 0 ? (unsigned)c->timeout_ms
+                                                : 0;
 }
 
 /* The servers as one string, for messages. */
