@@ -590,6 +590,45 @@ test_publisher_failover(void)
     sink_fini(&r);
 }
 
+/* ---- eight nodes converge, then all close at once ------------------------- */
+
+static void *
+close_thread(void *arg)
+{
+    nt_node *n = arg;
+    CU_ASSERT_EQUAL(nt_node_close(n, 2000), NT_OK);
+    return NULL;
+}
+
+static void
+test_eight_nodes_shutdown_storm(void)
+{
+    /* Closing every node of a cluster together used to hang nng 1.5.2
+     * (see transport.c, sock_close); each round must simply finish (the
+     * test's own timeout bounds it). */
+    for (int round = 0; round < 3; round++) {
+        nt_node *v[8];
+        open_cluster(v, 8);
+        sink s;
+        sink_init(&s, "s");
+        CU_ASSERT_EQUAL(nt_rpc_register(v[7], "storm", NT_MATCH_ALL, "q",
+                                        on_call, &s), NT_OK);
+        converge(v, 8);
+        nt_results *res = NULL;
+        CU_ASSERT_EQUAL(nt_rpc(v[0], "storm", 1, "q", "x", 1, 5000, &res),
+                        NT_OK);
+        nt_results_free(res);
+        pthread_t th[8];
+        for (int i = 0; i < 8; i++) {
+            pthread_create(&th[i], NULL, close_thread, v[i]);
+        }
+        for (int i = 0; i < 8; i++) {
+            pthread_join(th[i], NULL);
+        }
+        sink_fini(&s);
+    }
+}
+
 /* ---- bounded load: 4 nodes, exact counts ---------------------------------- */
 
 typedef struct {
@@ -712,6 +751,7 @@ main(void)
         NT_TEST(test_reload),
         NT_TEST(test_publisher_failover),
         NT_TEST(test_load_exact_counts),
+        NT_TEST(test_eight_nodes_shutdown_storm),
         NT_TESTS_END,
     };
     return nt_run_suite("cluster", setup, NULL, tests);
