@@ -211,6 +211,12 @@ frames_send(nt_node *n, framelist *fl)
 static void
 gossip_after(nt_node *n, framelist *fl)
 {
+    uint8_t d[GSP_DIGEST_LEN];
+    gsp_digest(n->gossip, d);
+    if (memcmp(d, n->last_digest, sizeof(d)) != 0) {
+        memcpy(n->last_digest, d, sizeof(d));
+        n->digest_changed_ms = nti_clock_ms();
+    }
     frames_collect(n, fl);
     if (!n->gossip_stop) {
         uint64_t when = gsp_next_deadline(n->gossip);
@@ -637,6 +643,7 @@ srv_notify(nt_node *n, nti_sreq *sr, const nti_hdr *h, gsp_rd *r,
         }
         accepted++;
     }
+    nti_tp_count_notify_in(n->tp, accepted);
     reply_ack(n, sr, h, accepted, status);
 }
 
@@ -676,6 +683,7 @@ srv_call(nt_node *n, nti_sreq *sr, const nti_hdr *h, gsp_rd *r,
     hd->n = n;
     hd->sr = sr;
     hd->h = *h;
+    nti_call_unmeasured(c);
     int rv = nti_call_start(c, UINT64_MAX, NULL, held_done, hd);
     if (rv != NT_OK) {
         free(hd);
@@ -789,6 +797,8 @@ srv_info(nt_node *n, nti_sreq *sr, const nti_hdr *h, gsp_rd *r)
         rv = nti_info_subs(n, fmt == NT_INFO_JSON, &text);
     } else if (strcmp(what, "stats") == 0) {
         rv = nti_info_stats(n, fmt == NT_INFO_JSON, &text);
+    } else if (strcmp(what, "metrics") == 0) {
+        rv = nti_info_metrics(n, &text);
     } else {
         rv = NT_EINVAL;
     }
@@ -1608,6 +1618,37 @@ nti_cluster_stats(nt_node *n, void (*row)(void *, const char *, uint64_t),
     row(arg, "gossip_probes", gs.probes);
     row(arg, "gossip_suspicions", gs.suspicions);
     row(arg, "gossip_refutations", gs.refutations);
+}
+
+/* Gossip counters and members by state (alive, suspect, dead, left);
+ * false for a publisher. */
+bool
+nti_cluster_gossip(nt_node *n, gsp_stats *st, size_t states[4], int *conv)
+{
+    if (n->gossip == NULL) {
+        return false;
+    }
+    nti_mtx_lock(&n->gossip_mtx);
+    gsp_get_stats(n->gossip, st);
+    for (int i = 0; i < 4; i++) {
+        states[i] = gsp_member_count(n->gossip, 1u << (GSP_ALIVE + i));
+    }
+    *conv = gsp_converged(n->gossip);
+    nti_mtx_unlock(&n->gossip_mtx);
+    return true;
+}
+
+/* Seconds since the directory digest last changed (0 without gossip). */
+double
+nti_cluster_since_change(nt_node *n)
+{
+    if (n->gossip == NULL) {
+        return 0.0;
+    }
+    nti_mtx_lock(&n->gossip_mtx);
+    uint64_t at = n->digest_changed_ms;
+    nti_mtx_unlock(&n->gossip_mtx);
+    return (double)(nti_clock_ms() - at) / 1000.0;
 }
 
 /* The directory digest as hex (65 bytes). */

@@ -187,6 +187,8 @@ nt_node_info(nt_node *n, const char *what, int format, int timeout_ms,
         rv = nti_info_members(n, json, out);
     } else if (strcmp(what, "stats") == 0) {
         rv = nti_info_stats(n, json, out);
+    } else if (strcmp(what, "metrics") == 0) {
+        rv = nti_info_metrics(n, out);
     } else {
         rv = NT_EINVAL;
     }

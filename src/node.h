@@ -106,6 +106,8 @@ struct nt_node {
     bool gossip_stop;
     nti_timer_ent gossip_tmr;
     _Atomic unsigned gossip_sends; /* gossip frames in flight */
+    uint8_t last_digest[GSP_DIGEST_LEN]; /* under gossip_mtx */
+    uint64_t digest_changed_ms;
     nti_peer **servers;       /* publisher: one peer per smap entry */
     size_t nservers;
 };
@@ -131,6 +133,10 @@ void nti_cluster_stats(nt_node *n,
                        void (*row)(void *, const char *, uint64_t),
                        void *arg);
 void nti_cluster_digest(nt_node *n, char *hex);
+double nti_cluster_since_change(nt_node *n);
+bool nti_cluster_gossip(nt_node *n, gsp_stats *st, size_t states[4],
+                        int *conv);
+int nti_info_metrics(nt_node *n, char **out);
 void nti_cluster_reg_added(nt_node *n, const nti_reg_spec *s);
 void nti_cluster_reg_removed(nt_node *n, uint64_t id);
 bool nti_is_publisher(const nt_node *n);

@@ -35,9 +35,10 @@
 #define NODE_ID_MAX 64
 
 struct nti_rpctab {
-    nti_mtx mtx; /* guards pending list and all call state */
+    nti_mtx mtx; /* guards pending list, all call state and lat */
     nti_call *pending;
     size_t npending;
+    nti_lat_hist lat;
     struct nti_timer *timer;
     struct nti_pool *pool;
 };
@@ -48,6 +49,8 @@ struct nti_call {
     nti_call *prev, *next;
     size_t n, done;
     bool started, complete, closed;
+    bool unmeasured;
+    uint64_t start_us;
     nt_results *res;
     uint64_t *peers;
     nti_waiter *waiter;
@@ -178,6 +181,7 @@ nti_call_start(nti_call *c, uint64_t deadline, nti_waiter *w,
     c->cbtask.run = cb_run;
     c->cbtask.drop = cb_run;
     nti_call_hold(c); /* pending list */
+    c->start_us = nti_clock_us();
     nti_mtx_lock(&tab->mtx);
     c->started = true;
     if (w != NULL) {
@@ -233,6 +237,39 @@ nti_call_abort(nti_call *c)
     return aborted;
 }
 
+const double nti_lat_bounds[NTI_LAT_BUCKETS] = {
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+    0.05,   0.1,     0.25,   0.5,   1.0,    2.5,   5.0,  10.0,
+};
+
+/* Lock held. */
+static void
+record_latency(nti_rpctab *tab, uint64_t us)
+{
+    double s = (double)us / 1e6;
+    size_t i = 0;
+    while (i < NTI_LAT_BUCKETS && s > nti_lat_bounds[i]) {
+        i++;
+    }
+    tab->lat.count[i]++;
+    tab->lat.n++;
+    tab->lat.sum += s;
+}
+
+void
+nti_rpctab_latency(nti_rpctab *tab, nti_lat_hist *out)
+{
+    nti_mtx_lock(&tab->mtx);
+    *out = tab->lat;
+    nti_mtx_unlock(&tab->mtx);
+}
+
+void
+nti_call_unmeasured(nti_call *c)
+{
+    c->unmeasured = true;
+}
+
 /* Fills slot i.  Lock held.  Returns true when this completed the call
  * and an asynchronous callback must be dispatched by the caller (after
  * unlocking). */
@@ -255,6 +292,9 @@ fill_locked(nti_call *c, size_t i, int status, int code, void *data,
     }
     c->complete = true;
     unlink_pending(c->tab, c);
+    if (!c->unmeasured) {
+        record_latency(c->tab, nti_clock_us() - c->start_us);
+    }
     if (c->waiter != NULL) {
         if (--c->waiter->remaining == 0) {
             nti_cv_broadcast(&c->waiter->cv);

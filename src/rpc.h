@@ -74,4 +74,18 @@ void nti_rpctab_peer_lost(nti_rpctab *tab, uint64_t peer);
 void nti_rpctab_close(nti_rpctab *tab);
 size_t nti_rpctab_pending(nti_rpctab *tab);
 
+/* Latency of calls made through the API (start to last slot), as a
+ * cumulative histogram in seconds: bounds[i] for i < NTI_LAT_BUCKETS, then
+ * +Inf. */
+#define NTI_LAT_BUCKETS 16
+extern const double nti_lat_bounds[NTI_LAT_BUCKETS];
+typedef struct {
+    uint64_t count[NTI_LAT_BUCKETS + 1]; /* per bucket, not cumulative */
+    uint64_t n;
+    double sum;
+} nti_lat_hist;
+void nti_rpctab_latency(nti_rpctab *tab, nti_lat_hist *out);
+/* Server-side helper calls are not counted. */
+void nti_call_unmeasured(nti_call *c);
+
 #endif

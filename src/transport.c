@@ -170,6 +170,9 @@ struct nti_tp {
     _Atomic uint64_t last_warn; /* rate limit for drop warnings */
     _Atomic uint64_t st_frames_in, st_bytes_in, st_frames_out, st_bytes_out;
     _Atomic uint64_t st_drops[NTI_DROP_COUNT];
+    _Atomic uint64_t st_kframes[2][NTI_K_COUNT];
+    _Atomic uint64_t st_kbytes[2][NTI_K_COUNT];
+    _Atomic uint64_t st_notify_in;
     _Atomic uint64_t st_rejected, st_notify_sent, st_notify_unacked,
         st_notify_retried, st_connects, st_disconnects;
 };
@@ -268,6 +271,44 @@ static const char *drop_names[NTI_DROP_COUNT] = {
     "too_big", "unknown_key", "auth", "malformed",
     "version", "replay", "wrong_dest", "stale_boot",
 };
+
+static const char *kind_names[NTI_K_COUNT] = {
+    "gossip", "notify", "rpc", "publish", "info", "reply",
+};
+
+const char *
+nti_kind_wire_name(nti_kind_wire k)
+{
+    return k < NTI_K_COUNT ? kind_names[k] : "?";
+}
+
+/* Counts one frame of a kind in a direction (0 in, 1 out). */
+static void
+count_kind(nti_tp *tp, int dir, nti_kind_wire k, size_t bytes)
+{
+    atomic_fetch_add_explicit(&tp->st_kframes[dir][k], 1,
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&tp->st_kbytes[dir][k], bytes,
+                              memory_order_relaxed);
+}
+
+static nti_kind_wire
+kind_of_type(uint8_t type)
+{
+    switch (type) {
+    case NTI_T_NOTIFY:
+        return NTI_K_NOTIFY;
+    case NTI_T_CALL:
+    case NTI_T_ROUTE_CALL:
+        return NTI_K_RPC;
+    case NTI_T_PUBLISH:
+        return NTI_K_PUBLISH;
+    case NTI_T_INFO:
+        return NTI_K_INFO;
+    default:
+        return NTI_K_REPLY;
+    }
+}
 
 const char *
 nti_drop_name(nti_drop d)
@@ -644,6 +685,7 @@ srv_handle(nti_tp *tp, nti_sreq *s, nng_msg *m)
         return;
     }
     if (len >= 1 && body[0] == NTI_CH_GOSSIP) {
+        count_kind(tp, 0, NTI_K_GOSSIP, len);
         int rv = tp->cfg.ops.gossip_in(tp->cfg.ops_arg, body + 1, len - 1);
         if (rv == GSP_EAUTH || rv == GSP_EUNKNOWNKEY) {
             log_drop(tp, s, "dropped gossip frame",
@@ -706,6 +748,7 @@ srv_handle(nti_tp *tp, nti_sreq *s, nng_msg *m)
         sreq_reject(s, st);
         return;
     }
+    count_kind(tp, 0, kind_of_type(h.type), len);
     memcpy(s->sender, h.sender, NTI_ID_LEN);
     s->seq = h.seq;
     tp->cfg.ops.request_in(tp->cfg.ops_arg, s, &h, pt, ptlen);
@@ -793,6 +836,7 @@ nti_sreq_reply(nti_sreq *s, uint8_t *pt, size_t len)
     }
     atomic_fetch_add_explicit(&s->tp->st_bytes_out, nng_msg_len(m),
                               memory_order_relaxed);
+    count_kind(s->tp, 1, NTI_K_REPLY, nng_msg_len(m));
     sreq_send(s, m);
 }
 
@@ -1151,6 +1195,7 @@ reply_open(nti_tp *tp, cctx *c, nng_msg *m, nti_hdr *h, uint8_t **pt,
     size_t len = nng_msg_len(m);
     atomic_fetch_add_explicit(&tp->st_frames_in, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&tp->st_bytes_in, len, memory_order_relaxed);
+    count_kind(tp, 0, NTI_K_REPLY, len);
     if (len >= 1 && body[0] == NTI_CH_REJECT) {
         atomic_fetch_add_explicit(&tp->st_rejected, 1, memory_order_relaxed);
         return reject_status(body, len);
@@ -1349,6 +1394,10 @@ peer_kick(nti_peer *p)
 
         nng_msg *m = NULL;
         int rv;
+        nti_kind_wire kind = batch != NULL                ? NTI_K_NOTIFY
+                             : r->channel == NTI_CH_GOSSIP ? NTI_K_GOSSIP
+                             : r->len > 1 ? kind_of_type(r->frame[1])
+                                          : NTI_K_INFO;
         if (batch != NULL) {
             rv = batch_msg(tp, batch, nb, &c->seq, &m);
         } else if (r->channel == NTI_CH_GOSSIP) {
@@ -1380,6 +1429,7 @@ peer_kick(nti_peer *p)
         }
         atomic_fetch_add_explicit(&tp->st_bytes_out, nng_msg_len(m),
                                   memory_order_relaxed);
+        count_kind(tp, 1, kind, nng_msg_len(m));
         nng_aio_set_msg(c->aio, m);
         nng_ctx_send(c->ctx, c->aio);
         peer_sent(p);
@@ -1807,6 +1857,12 @@ nti_tp_keyring_unlock(nti_tp *tp)
 }
 
 void
+nti_tp_count_notify_in(nti_tp *tp, uint64_t n)
+{
+    atomic_fetch_add_explicit(&tp->st_notify_in, n, memory_order_relaxed);
+}
+
+void
 nti_tp_stats_get(nti_tp *tp, nti_tp_stats *st)
 {
     memset(st, 0, sizeof(*st));
@@ -1817,6 +1873,13 @@ nti_tp_stats_get(nti_tp *tp, nti_tp_stats *st)
     for (int i = 0; i < NTI_DROP_COUNT; i++) {
         st->drops[i] = atomic_load(&tp->st_drops[i]);
     }
+    for (int d = 0; d < 2; d++) {
+        for (int k = 0; k < NTI_K_COUNT; k++) {
+            st->kframes[d][k] = atomic_load(&tp->st_kframes[d][k]);
+            st->kbytes[d][k] = atomic_load(&tp->st_kbytes[d][k]);
+        }
+    }
+    st->notify_in = atomic_load(&tp->st_notify_in);
     st->rejected_by_peer = atomic_load(&tp->st_rejected);
     st->notify_sent = atomic_load(&tp->st_notify_sent);
     st->notify_unacked = atomic_load(&tp->st_notify_unacked);

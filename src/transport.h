@@ -45,8 +45,23 @@ typedef enum {
 } nti_drop;
 const char *nti_drop_name(nti_drop d);
 
+/* What crosses the wire, for per-kind counters. */
+typedef enum {
+    NTI_K_GOSSIP,
+    NTI_K_NOTIFY,
+    NTI_K_RPC,
+    NTI_K_PUBLISH,
+    NTI_K_INFO,
+    NTI_K_REPLY,
+    NTI_K_COUNT
+} nti_kind_wire;
+const char *nti_kind_wire_name(nti_kind_wire k);
+
 typedef struct {
     uint64_t frames_in, bytes_in, frames_out, bytes_out;
+    uint64_t kframes[2][NTI_K_COUNT]; /* [0] in, [1] out */
+    uint64_t kbytes[2][NTI_K_COUNT];
+    uint64_t notify_in;          /* notifications received from peers */
     uint64_t drops[NTI_DROP_COUNT];
     uint64_t rejected_by_peer;   /* 'E' replies: a peer could not open */
     uint64_t notify_sent;        /* notifications acknowledged by peers */
@@ -168,5 +183,7 @@ const char *nti_sreq_remote(const nti_sreq *sr);
 bool nti_sreq_hold(nti_sreq *sr);
 
 void nti_tp_stats_get(nti_tp *tp, nti_tp_stats *st);
+/* The node reports notifications it accepted from peers. */
+void nti_tp_count_notify_in(nti_tp *tp, uint64_t n);
 
 #endif

@@ -270,8 +270,9 @@ NT_API void nt_results_free(nt_results *r);
 /*
  * Introspection.  what is "members" (the members this node sees: id,
  * address, state, incarnation, registrations), "subs" (the cluster routing
- * table as this node sees it) or "stats" (counters).  format is
- * NT_INFO_TEXT (aligned human-readable lines) or NT_INFO_JSON (one JSON
+ * table as this node sees it), "stats" (counters) or "metrics" (the same
+ * and more in the Prometheus text format, whatever format says).  format
+ * is NT_INFO_TEXT (aligned human-readable lines) or NT_INFO_JSON (one JSON
  * object).  A publisher node asks its server node.  On NT_OK *out is a
  * NUL-terminated string to free with nt_free().  Errors: NT_EINVAL,
  * NT_ENOMEM, NT_EUNREACHABLE / NT_ETIMEDOUT (publisher: no server

@@ -78,6 +78,7 @@ enum {
     O_MEMBERS,
     O_CONVERGED,
     O_OUTPUT,
+    O_PROMETHEUS,
     O_N
 };
 
@@ -97,6 +98,7 @@ static const cli_opt options[] = {
     { "members", 0, true, O_MEMBERS },
     { "converged", 0, false, O_CONVERGED },
     { "output", 'o', true, O_OUTPUT },
+    { "prometheus", 0, false, O_PROMETHEUS },
 };
 
 /* The commands each option applies to. */
@@ -116,6 +118,7 @@ static const unsigned option_cmds[O_N] = {
     [O_MEMBERS] = ON(CMD_WAIT),
     [O_CONVERGED] = ON(CMD_WAIT),
     [O_OUTPUT] = ON(CMD_KEYGEN),
+    [O_PROMETHEUS] = ON(CMD_STATS),
 };
 
 /* Kinds of positional arguments, checked before anything else runs. */
@@ -153,6 +156,7 @@ struct cli {
     unsigned members;
     bool converged;
     const char *output;
+    bool prometheus;
     const char *pos[MAX_POS];
     size_t npos;
     /* Parsed positionals. */
@@ -260,11 +264,14 @@ static const command commands[CMD_COUNT] = {
                    "included\n"
                    "  --converged  every alive member holds the same "
                    "directory digest\n" },
-    [CMD_STATS] = { "stats", run_members, 0, 0, { 0 }, true, "",
-                    "the server's counters",
+    [CMD_STATS] = { "stats", run_members, 0, 0, { 0 }, true,
+                    "[--prometheus]", "the server's counters",
                     "Prints the server node's counters: messages, bytes, "
                     "drops, auth\nfailures, queue depths, gossip rounds, "
-                    "digest (--json: one JSON\nobject).\n" },
+                    "digest (--json: one JSON\nobject).\n\n"
+                    "  --prometheus  the server's metrics in the Prometheus "
+                    "text format,\n                what `notifierd "
+                    "--metrics` serves over HTTP\n" },
     [CMD_HELP] = { "help", run_help, 0, 1, { A_TOPIC }, false, "[COMMAND]",
                    "help on a command", "Prints help on COMMAND.\n" },
 };
@@ -451,6 +458,9 @@ apply_option(cli *c, int id, const char *name, const char *val)
         break;
     case O_OUTPUT:
         c->output = val;
+        break;
+    case O_PROMETHEUS:
+        c->prometheus = true;
         break;
     default:
         break;
@@ -945,7 +955,7 @@ run_members(cli *c)
         return status;
     }
     char *out = NULL;
-    int rv = nt_node_info(n, c->cmd->name,
+    int rv = nt_node_info(n, c->prometheus ? "metrics" : c->cmd->name,
                           c->json ? NT_INFO_JSON : NT_INFO_TEXT,
                           c->timeout_ms, &out);
     if (rv != NT_OK) {

@@ -25,6 +25,8 @@
 #include <time.h>
 
 #include "common.h"
+#include "metrics_http.h"
+#include <nng/nng.h>
 
 #define CLOSE_TIMEOUT_MS 5000
 #define MAX_SERVICES 64
@@ -54,6 +56,7 @@ typedef struct {
     size_t nsinks;
     dlog log;
     bool print_address;
+    const char *metrics;
 } daemon_conf;
 
 enum {
@@ -67,6 +70,7 @@ enum {
     OPT_LOG_LEVEL,
     OPT_LOG_FORMAT,
     OPT_PRINT_ADDRESS,
+    OPT_METRICS,
     OPT_HELP,
     OPT_VERSION,
 };
@@ -82,6 +86,7 @@ static const cli_opt options[] = {
     { "log-level", 0, true, OPT_LOG_LEVEL },
     { "log-format", 0, true, OPT_LOG_FORMAT },
     { "print-address", 0, false, OPT_PRINT_ADDRESS },
+    { "metrics", 0, true, OPT_METRICS },
     { "help", 'h', false, OPT_HELP },
     { "version", 0, false, OPT_VERSION },
 };
@@ -117,6 +122,10 @@ static const char usage_text[] =
     "  --print-address        print the bound HOST:PORT alone as the first "
     "line\n"
     "                         of stdout\n"
+    "  --metrics HOST:PORT    serve Prometheus metrics at "
+    "http://HOST:PORT/metrics\n"
+    "                         (NOTIFIER_METRICS; port 0 = ephemeral, logged)"
+    "\n"
     "  -h, --help             this help\n"
     "  --version              print the version\n"
     "\n"
@@ -473,6 +482,9 @@ conf_parse(daemon_conf *c, int argc, char **argv)
         case OPT_PRINT_ADDRESS:
             c->print_address = true;
             break;
+        case OPT_METRICS:
+            c->metrics = sc.val;
+            break;
         default:
             return CLI_EXIT_USAGE;
         }
@@ -493,6 +505,13 @@ conf_parse(daemon_conf *c, int argc, char **argv)
     }
     if (!check_addr(lwhat, c->listen, false) ||
         (c->advertise != NULL && !check_addr(awhat, c->advertise, true))) {
+        return CLI_EXIT_USAGE;
+    }
+    const char *mwhat = "--metrics";
+    if (c->metrics == NULL && (c->metrics = cli_env("NOTIFIER_METRICS"))) {
+        mwhat = "NOTIFIER_METRICS";
+    }
+    if (c->metrics != NULL && !check_addr(mwhat, c->metrics, false)) {
         return CLI_EXIT_USAGE;
     }
     const char *env;
@@ -616,6 +635,20 @@ main(int argc, char **argv)
         conf_free(&c);
         return CLI_EXIT_FAIL;
     }
+    metrics_http *mh = NULL;
+    if (c.metrics != NULL) {
+        char bound[300];
+        int mrv = metrics_http_start(&mh, n, c.metrics, bound, sizeof(bound));
+        if (mrv != 0) {
+            cli_err("--metrics %s: %s", cli_quote(c.metrics, q, sizeof(q)),
+                    nng_strerror(mrv));
+            nt_node_close(n, CLOSE_TIMEOUT_MS);
+            conf_free(&c);
+            return CLI_EXIT_FAIL;
+        }
+        const char *kvm[] = { "address", bound, "path", "/metrics", NULL };
+        dlog_line(&c.log, NT_LOG_INFO, "metrics listening", kvm);
+    }
     char *seeds = join_seeds(&c.seeds);
     const char *kv[] = { "id", nt_node_id(n), "address", addr, "seeds",
                          seeds != NULL ? seeds : "", NULL };
@@ -631,6 +664,7 @@ main(int argc, char **argv)
     const char *kv2[] = { "id", nt_node_id(n), "signal",
                           sig == SIGINT ? "SIGINT" : "SIGTERM", NULL };
     dlog_line(&c.log, NT_LOG_INFO, "leaving the cluster", kv2);
+    metrics_http_stop(mh);
     rv = nt_node_close(n, CLOSE_TIMEOUT_MS);
     const char *kv3[] = { "result", nt_strerror(rv), NULL };
     dlog_line(&c.log, rv == NT_OK ? NT_LOG_INFO : NT_LOG_ERROR,
