@@ -5,7 +5,7 @@
 # Extra packages can be passed as arguments.
 set -eu
 
-need="build-essential cmake pkg-config libnng-dev libsodium-dev libcunit1-dev $*"
+need="build-essential cmake pkg-config libnng-dev libsodium-dev libcunit1-dev help2man python3 $*"
 missing=""
 for p in $need; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
