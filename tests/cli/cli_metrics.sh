@@ -98,6 +98,10 @@ diff <(sed 's/[{ ].*//' "$T/m2.samples" | sort -u) \
      <(sed 's/[{ ].*//' "$T/p.samples" | sort -u) >"$T/fam.diff" ||
     fail "families differ: $(cat "$T/fam.diff")"
 
-stop m
-stop b
+step "peer lifecycle at info, in logfmt"
+grep -q "level=info msg=\"member up\" peer=${NODE_ID[b]} address=${ADDR[b]}" "$T/m.err" ||
+    fail "no member up line for b in m's log"
+stop "${PID[b]}"
+until_ok 20 "m logs b's leave" grep -q "level=info msg=\"member left\" peer=${NODE_ID[b]}" "$T/m.err"
+stop "${PID[m]}"
 log "metrics ok"
