@@ -410,11 +410,10 @@ entry_put(nt_node *n, const gsp_event *ev)
         return;
     }
     s.id = get_be64(ev->key);
-    nti_reg *old = NULL;
-    if (nti_index_remove_id(n->index, &m->owner, s.id, &old) == NT_OK) {
-        nti_reg_rele(old);
-    }
-    if (nti_index_add(n->index, &m->owner, &s) != NT_OK) {
+    nti_log(&n->log, NT_LOG_DEBUG, "registration added", "peer", m->id_hex,
+            "object", object, "cmd", cmd);
+    /* One step: routing never sees the registration missing. */
+    if (nti_index_upsert(n->index, &m->owner, &s) != NT_OK) {
         nti_log(&n->log, NT_LOG_WARN, "could not index a registration",
                 "peer", m->id_hex, "object", object, NULL, NULL);
     }
@@ -425,6 +424,8 @@ entry_del(nt_node *n, const gsp_event *ev)
 {
     nti_member *m = member_find(n, ev->id);
     nti_reg *old = NULL;
+    nti_log(&n->log, NT_LOG_DEBUG, "registration removed", "peer",
+            ev->id_hex, NULL, NULL, NULL, NULL);
     if (m != NULL && ev->klen == 8 &&
         nti_index_remove_id(n->index, &m->owner, get_be64(ev->key), &old) ==
             NT_OK) {
@@ -1588,6 +1589,7 @@ nti_cluster_stats(nt_node *n, void (*row)(void *, const char *, uint64_t),
     row(arg, "disconnects", ts.disconnects);
     row(arg, "peers", ts.peers);
     row(arg, "requests_held", ts.requests_held);
+    row(arg, "connections", ts.conns);
     if (n->gossip == NULL) {
         return;
     }
@@ -1878,6 +1880,8 @@ nti_cluster_open(nt_node *n)
         .max_frame = n->max_payload + 65536,
         .queue_depth = n->queue_depth,
         .max_inflight = n->max_inflight,
+        .max_conns = n->max_conns,
+        .max_peer_inflight = n->max_peer_inflight,
         .log = &n->log,
         .ops = { gossip_in, request_in, peer_event },
         .ops_arg = n,

@@ -240,17 +240,14 @@ topic_free(nti_topic *t)
     free(t);
 }
 
-int
-nti_index_add(nti_index *ix, nti_owner *o, const nti_reg_spec *s)
+/* A new registration from a spec (not linked), or NULL. */
+static nti_reg *
+reg_new(nti_owner *o, const nti_reg_spec *s)
 {
-    int rv = nti_reg_spec_check(s);
-    if (rv != NT_OK) {
-        return rv;
-    }
     size_t lo = strlen(s->object) + 1, lc = strlen(s->cmd) + 1;
     nti_reg *r = calloc(1, sizeof(*r) + lo + lc);
     if (r == NULL) {
-        return NT_ENOMEM;
+        return NULL;
     }
     r->object = r->strs;
     r->cmd = r->strs + lo;
@@ -269,48 +266,52 @@ nti_index_add(nti_index *ix, nti_owner *o, const nti_reg_spec *s)
     atomic_init(&r->active, 0);
     atomic_init(&r->removed, false);
     r->byid.hash = id_hash(o, s->id);
+    return r;
+}
 
+/* Links r into the index.  Lock held for writing.  NT_OK, NT_EEXIST or
+ * NT_ENOMEM (then nothing changed). */
+static int
+link_reg(nti_index *ix, nti_reg *r)
+{
+    nti_owner *o = r->owner;
     nti_topic *t = NULL, *newt = NULL;
     nti_bucket *b = NULL, *newb = NULL;
+    int rv = NT_OK;
+    size_t lo = strlen(r->object) + 1, lc = strlen(r->cmd) + 1;
 
-    nti_rwlock_wrlock(&ix->lock);
-    /* Duplicates. */
     for (nti_hnode *n = nti_htab_find(&ix->byid, r->byid.hash); n != NULL;
          n = nti_htab_next(n, r->byid.hash)) {
         nti_reg *x = (nti_reg *)n;
-        if (x->owner == o && x->id == s->id) {
-            rv = NT_EEXIST;
-            goto fail;
+        if (x->owner == o && x->id == r->id) {
+            return NT_EEXIST;
         }
     }
-    t = topic_find(ix, s->kind, s->object, s->cmd);
+    t = topic_find(ix, r->kind, r->object, r->cmd);
     if (t != NULL) {
-        b = bucket_find(ix, t, s->match.mask, s->match.value);
+        b = bucket_find(ix, t, r->match.mask, r->match.value);
     }
     if (b != NULL && o->peer == NULL) {
         for (nti_reg *x = b->regs; x != NULL; x = x->bnext) {
-            if (x->owner == o && x->dest == s->dest) {
-                rv = NT_EEXIST;
-                goto fail;
+            if (x->owner == o && x->dest == r->dest) {
+                return NT_EEXIST;
             }
         }
     }
     if (t == NULL) {
         newt = calloc(1, sizeof(*t) + lo + lc);
         if (newt == NULL) {
-            rv = NT_ENOMEM;
-            goto fail;
+            return NT_ENOMEM;
         }
-        newt->kind = s->kind;
+        newt->kind = r->kind;
         newt->object = newt->strs;
         newt->cmd = newt->strs + lo;
-        memcpy(newt->object, s->object, lo);
-        memcpy(newt->cmd, s->cmd, lc);
-        newt->hn.hash = topic_hash(ix, s->kind, s->object, s->cmd);
+        memcpy(newt->object, r->object, lo);
+        memcpy(newt->cmd, r->cmd, lc);
+        newt->hn.hash = topic_hash(ix, r->kind, r->object, r->cmd);
         if ((rv = nti_htab_insert(&ix->topics, &newt->hn)) != NT_OK) {
             free(newt);
-            newt = NULL;
-            goto fail;
+            return rv;
         }
         t = newt;
     }
@@ -321,8 +322,8 @@ nti_index_add(nti_index *ix, nti_owner *o, const nti_reg_spec *s)
             goto fail;
         }
         newb->topic = t;
-        newb->mask = s->match.mask;
-        newb->value = s->match.value;
+        newb->mask = r->match.mask;
+        newb->value = r->match.value;
         newb->hn.hash = bucket_hash(t, newb->mask, newb->value);
         if ((rv = nti_htab_insert(&ix->buckets, &newb->hn)) != NT_OK) {
             free(newb);
@@ -331,11 +332,11 @@ nti_index_add(nti_index *ix, nti_owner *o, const nti_reg_spec *s)
         }
         b = newb;
     }
-    if ((rv = topic_mask_add(t, s->match.mask)) != NT_OK) {
+    if ((rv = topic_mask_add(t, r->match.mask)) != NT_OK) {
         goto fail;
     }
     if ((rv = nti_htab_insert(&ix->byid, &r->byid)) != NT_OK) {
-        topic_mask_del(t, s->match.mask);
+        topic_mask_del(t, r->match.mask);
         goto fail;
     }
     /* Append to the bucket to keep registration order. */
@@ -353,7 +354,6 @@ nti_index_add(nti_index *ix, nti_owner *o, const nti_reg_spec *s)
     o->head = r;
     o->count++;
     ix->count++;
-    nti_rwlock_unlock(&ix->lock);
     return NT_OK;
 
 fail:
@@ -365,8 +365,26 @@ fail:
         nti_htab_remove(&ix->topics, &newt->hn);
         topic_free(newt);
     }
+    return rv;
+}
+
+int
+nti_index_add(nti_index *ix, nti_owner *o, const nti_reg_spec *s)
+{
+    int rv = nti_reg_spec_check(s);
+    if (rv != NT_OK) {
+        return rv;
+    }
+    nti_reg *r = reg_new(o, s);
+    if (r == NULL) {
+        return NT_ENOMEM;
+    }
+    nti_rwlock_wrlock(&ix->lock);
+    rv = link_reg(ix, r);
     nti_rwlock_unlock(&ix->lock);
-    free(r);
+    if (rv != NT_OK) {
+        free(r);
+    }
     return rv;
 }
 
@@ -407,6 +425,63 @@ unlink_reg(nti_index *ix, nti_reg *r)
     o->count--;
     ix->count--;
     atomic_store(&r->removed, true);
+}
+
+static bool
+same_spec(const nti_reg *r, const nti_reg_spec *s)
+{
+    return r->kind == s->kind && r->slice == s->slice &&
+           (!s->slice || r->weight == s->weight) &&
+           r->match.mask == s->match.mask &&
+           r->match.value == s->match.value &&
+           strcmp(r->object, s->object) == 0 && strcmp(r->cmd, s->cmd) == 0;
+}
+
+int
+nti_index_upsert(nti_index *ix, nti_owner *o, const nti_reg_spec *s)
+{
+    int rv = nti_reg_spec_check(s);
+    if (rv != NT_OK) {
+        return rv;
+    }
+    nti_reg *r = reg_new(o, s);
+    if (r == NULL) {
+        return NT_ENOMEM;
+    }
+    nti_reg *old = NULL;
+    nti_rwlock_wrlock(&ix->lock);
+    for (nti_hnode *n = nti_htab_find(&ix->byid, r->byid.hash); n != NULL;
+         n = nti_htab_next(n, r->byid.hash)) {
+        nti_reg *x = (nti_reg *)n;
+        if (x->owner == o && x->id == s->id) {
+            old = x;
+            break;
+        }
+    }
+    if (old != NULL && same_spec(old, s)) {
+        nti_rwlock_unlock(&ix->lock);
+        free(r);
+        return NT_OK;
+    }
+    if (old != NULL) {
+        unlink_reg(ix, old);
+    }
+    rv = link_reg(ix, r);
+    if (rv != NT_OK && old != NULL) {
+        /* Could not link the new one: keep serving the old. */
+        atomic_store(&old->removed, false);
+        if (link_reg(ix, old) == NT_OK) {
+            old = NULL;
+        }
+    }
+    nti_rwlock_unlock(&ix->lock);
+    if (rv != NT_OK) {
+        free(r);
+    }
+    if (old != NULL) {
+        nti_reg_rele(old);
+    }
+    return rv;
 }
 
 int

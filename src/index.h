@@ -95,6 +95,11 @@ int nti_reg_spec_check(const nti_reg_spec *s);
  * NT_ENOMEM. */
 int nti_index_add(nti_index *ix, nti_owner *o, const nti_reg_spec *s);
 
+/* For remote owners: adds the registration with this id, or replaces the
+ * one held under it, in one step (routing never sees neither).  Unchanged:
+ * nothing happens.  NT_OK, NT_EINVAL, NT_ENOMEM (the old one stays). */
+int nti_index_upsert(nti_index *ix, nti_owner *o, const nti_reg_spec *s);
+
 /* Removals unlink registrations, mark them removed and hand the index's
  * reference to the caller, which must nti_reg_rele() each one.  They
  * return NT_ENOENT when nothing matched. */

@@ -216,6 +216,12 @@ copy_config(nt_node *n, const nt_config *cfg)
                                         : DEFAULT_MAX_INFLIGHT;
     n->publish_timeout_ms = cfg->publish_timeout_ms ? cfg->publish_timeout_ms
                                                     : 5000;
+    n->max_conns = cfg->max_connections ? cfg->max_connections : 1024;
+    n->max_peer_inflight = cfg->max_peer_inflight ? cfg->max_peer_inflight
+                                                  : 256;
+    if (n->max_peer_inflight > 4096) {
+        n->max_peer_inflight = 4096;
+    }
     n->gossip_interval_ms = cfg->gossip_interval_ms;
     n->gossip_fanout = cfg->gossip_fanout;
     n->probe_interval_ms = cfg->probe_interval_ms;

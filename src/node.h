@@ -60,7 +60,7 @@ struct nt_node {
     size_t max_payload;
     unsigned workers, queue_depth, max_threads, max_regs, max_inflight;
     unsigned gossip_interval_ms, gossip_fanout, probe_interval_ms;
-    unsigned publish_timeout_ms;
+    unsigned publish_timeout_ms, max_conns, max_peer_inflight;
     nti_logger log;
 
     /* Identity. */

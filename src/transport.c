@@ -13,7 +13,7 @@
  *
  * Client.  One peer per remote address: a req0 socket, one dialer (nng
  * reconnects it with exponential backoff and full jitter), and up to
- * MAX_CTX contexts.  A context runs one request at a time, strictly send
+ * max_peer_inflight contexts.  A context runs one request at a time, strictly send
  * then receive: the receive is posted only from the send's completion, so
  * a receive is never cancelled while its send is pending (nng#1702).  The
  * work waiting for a context is a FIFO of requests (calls, gossip, info)
@@ -52,7 +52,8 @@
 #include "platform/platform.h"
 
 #define NRECV 16          /* server contexts waiting in receive */
-#define MAX_CTX 256       /* client contexts per peer */
+#define MAX_CTX_CAP 4096  /* client contexts per peer, at most */
+#define GOSSIP_CTX 8      /* contexts kept for gossip beyond the data limit */
 #define NBATCH 4          /* notification batches in flight per peer */
 #define BATCH_ITEMS 1024  /* notifications per batch */
 #define BATCH_BYTES (256u * 1024u)
@@ -108,10 +109,13 @@ struct nti_peer {
     uint64_t last_used;
     cctx *all, *free;
     unsigned nctx;
-    nti_creq *qh, *qt;
+    nti_creq *qh, *qt;   /* calls, info: FIFO */
     size_t qn;
+    nti_creq *gh, *gt;   /* gossip: served first, never starved */
+    size_t gn;
     nitem *nh, *nt;
     size_t nn, reserved;
+    size_t inflight_items; /* in batches on the wire: count against depth */
     unsigned batches;
     uint64_t retry_at;
     nti_peer *next; /* tp->peers list */
@@ -123,6 +127,8 @@ struct nti_sreq {
     nng_aio *aio;
     int state;
     bool held;
+    bool close_link;  /* garbage or auth failure: close after replying */
+    nng_pipe pipe;
     uint8_t sender[NTI_ID_LEN];
     uint64_t seq;
     char remote[64];
@@ -151,6 +157,7 @@ struct nti_tp {
     unsigned srv_sending; /* replies handed to nng, not yet sent */
     nti_cv srv_cv;        /* srv_sending reached zero */
     _Atomic unsigned held;
+    _Atomic unsigned conns;
 
     /* peers and the maintenance thread */
     nti_mtx peers_mtx; /* guards peers, peer_tab, stop */
@@ -269,7 +276,7 @@ sock_close(nti_tp *tp, nng_socket s)
 
 static const char *drop_names[NTI_DROP_COUNT] = {
     "too_big", "unknown_key", "auth", "malformed",
-    "version", "replay", "wrong_dest", "stale_boot",
+    "version", "replay", "wrong_dest", "stale_boot", "conn_limit",
 };
 
 static const char *kind_names[NTI_K_COUNT] = {
@@ -624,10 +631,14 @@ sreq_send(nti_sreq *s, nng_msg *m)
     nng_ctx_send(s->ctx, s->aio);
 }
 
-/* An unauthenticated reject: 'E' and a status byte. */
+/* An unauthenticated reject: 'E' and a status byte.  For garbage and
+ * authentication failures the link is closed once the reject is out, so
+ * a peer that cannot talk to us reconnects only at its dialer's backoff. */
 static void
 sreq_reject(nti_sreq *s, int status)
 {
+    s->close_link = status == NT_EAUTH || status == NT_EPROTO ||
+                    status == NT_EMSGSIZE;
     nng_msg *m;
     if (nng_msg_alloc(&m, 2) != 0) {
         /* Nothing to answer with; the requester's own timeout applies. */
@@ -671,7 +682,9 @@ srv_handle(nti_tp *tp, nti_sreq *s, nng_msg *m)
     size_t len = nng_msg_len(m);
     const uint8_t *body = nng_msg_body(m);
     nng_sockaddr sa;
-    if (nng_pipe_get_addr(nng_msg_get_pipe(m), NNG_OPT_REMADDR, &sa) == 0) {
+    s->close_link = false;
+    s->pipe = nng_msg_get_pipe(m);
+    if (nng_pipe_get_addr(s->pipe, NNG_OPT_REMADDR, &sa) == 0) {
         format_sockaddr(&sa, s->remote, sizeof(s->remote));
     } else {
         snprintf(s->remote, sizeof(s->remote), "?");
@@ -788,6 +801,10 @@ sreq_cb(void *arg)
         } else {
             atomic_fetch_add_explicit(&tp->st_frames_out, 1,
                                       memory_order_relaxed);
+        }
+        if (s->close_link) {
+            nng_pipe_close(s->pipe);
+            s->close_link = false;
         }
         if (s->held) {
             atomic_fetch_sub(&tp->held, 1);
@@ -1079,15 +1096,23 @@ batch_bytes(const nti_tp *tp)
 
 /* Takes a context to run work on, creating one if allowed.  Lock held. */
 static cctx *
-ctx_take(nti_peer *p)
+ctx_take(nti_peer *p, bool gossip)
 {
+    /* Data may use max_peer_inflight contexts; gossip GOSSIP_CTX more, so
+     * that probes and acks still leave when calls hold every context
+     * (else a busy peer would look dead). */
+    unsigned busy = p->nctx;
+    for (cctx *f = p->free; f != NULL; f = f->next_free) {
+        busy--;
+    }
+    unsigned limit = p->tp->cfg.max_peer_inflight + (gossip ? GOSSIP_CTX : 0);
+    if (busy >= limit) {
+        return NULL;
+    }
     cctx *c = p->free;
     if (c != NULL) {
         p->free = c->next_free;
         return c;
-    }
-    if (p->nctx >= MAX_CTX) {
-        return NULL;
     }
     c = calloc(1, sizeof(*c));
     if (c == NULL) {
@@ -1132,6 +1157,7 @@ batch_settle(nti_peer *p, cctx *c, size_t acked, bool requeue)
                               memory_order_relaxed);
     nti_mtx_lock(&p->mtx);
     p->batches--;
+    p->inflight_items -= acked + nrest;
     if (rest != NULL && requeue && !p->retired) {
         nitem *last = rest;
         while (last->next != NULL) {
@@ -1264,8 +1290,10 @@ cctx_cb(void *arg)
         }
         ctx_release(p, c, rv);
         if (r != NULL) {
-            r->done(r, rv == NNG_ECLOSED ? NT_EUNREACHABLE : nng_to_nt(rv),
-                    NULL, NULL, 0);
+            /* Whatever nng says (closed, reset, cancelled), the request
+             * never reached a connection. */
+            r->done(r, rv == NNG_ENOMEM ? NT_ENOMEM : NT_EUNREACHABLE, NULL,
+                    NULL, 0);
         }
         peer_kick(p);
         return;
@@ -1342,16 +1370,24 @@ peer_kick(nti_peer *p)
         }
         bool want_batch = p->nh != NULL && p->batches < NBATCH &&
                           nti_clock_ms() >= p->retry_at;
-        if (p->qh == NULL && !want_batch) {
+        if (p->gh == NULL && p->qh == NULL && !want_batch) {
             nti_mtx_unlock(&p->mtx);
             return;
         }
-        cctx *c = ctx_take(p);
+        cctx *c = ctx_take(p, p->gh != NULL);
         if (c == NULL) {
             nti_mtx_unlock(&p->mtx);
             return;
         }
-        if (p->qh != NULL) {
+        if (p->gh != NULL) {
+            r = p->gh;
+            p->gh = r->next;
+            if (p->gh == NULL) {
+                p->gt = NULL;
+            }
+            p->gn--;
+            r->next = NULL;
+        } else if (p->qh != NULL) {
             r = p->qh;
             p->qh = r->next;
             if (p->qh == NULL) {
@@ -1382,6 +1418,7 @@ peer_kick(nti_peer *p)
                 p->nt = NULL;
             }
             p->nn -= nb;
+            p->inflight_items += nb;
             p->batches++;
         }
         c->state = C_SEND;
@@ -1447,19 +1484,22 @@ nti_peer_submit(nti_peer *p, nti_creq *r)
         nti_mtx_unlock(&p->mtx);
         return NT_EUNREACHABLE;
     }
-    if (p->qn >= MAX_QUEUED_REQS) {
+    bool gossip = r->channel == NTI_CH_GOSSIP;
+    if ((gossip ? p->gn : p->qn) >= MAX_QUEUED_REQS) {
         nti_mtx_unlock(&p->mtx);
         return NT_EAGAIN;
     }
     r->next = NULL;
     r->sent = false;
-    if (p->qt != NULL) {
-        p->qt->next = r;
+    nti_creq **head = gossip ? &p->gh : &p->qh;
+    nti_creq **tail = gossip ? &p->gt : &p->qt;
+    if (*tail != NULL) {
+        (*tail)->next = r;
     } else {
-        p->qh = r;
+        *head = r;
     }
-    p->qt = r;
-    p->qn++;
+    *tail = r;
+    *(gossip ? &p->gn : &p->qn) += 1;
     nti_mtx_unlock(&p->mtx);
     peer_kick(p);
     return NT_OK;
@@ -1472,7 +1512,8 @@ nti_peer_reserve(nti_peer *p, unsigned n)
     nti_mtx_lock(&p->mtx);
     if (p->retired || p->closed) {
         rv = NT_EUNREACHABLE;
-    } else if (p->nn + p->reserved + n > p->tp->cfg.queue_depth) {
+    } else if (p->nn + p->reserved + p->inflight_items + n >
+               p->tp->cfg.queue_depth) {
         rv = NT_EAGAIN;
     } else {
         p->reserved += n;
@@ -1526,12 +1567,13 @@ nti_peer_notify(nti_peer *p, nti_msg *m, const uint8_t *dest,
 static void
 peer_reset(nti_peer *p, bool all)
 {
-    nng_aio *cancel[MAX_CTX];
+    nng_aio *cancel[MAX_CTX_CAP];
     size_t n = 0;
     nti_mtx_lock(&p->mtx);
     p->reset_pending = false;
     for (cctx *c = p->all; c != NULL; c = c->next_all) {
-        if (c->state == C_RECV && (all || c->gen < p->gen) && n < MAX_CTX) {
+        if (c->state == C_RECV && (all || c->gen < p->gen) &&
+            n < MAX_CTX_CAP) {
             cancel[n++] = c->aio;
         }
     }
@@ -1551,10 +1593,16 @@ peer_fail_queued(nti_peer *p)
     nti_tp *tp = p->tp;
     nti_mtx_lock(&p->mtx);
     nti_creq *r = p->qh;
+    if (p->gh != NULL) { /* gossip first, then the rest */
+        p->gt->next = r;
+        r = p->gh;
+    }
     nitem *it = p->nh;
     size_t nn = p->nn;
     p->qh = p->qt = NULL;
     p->qn = 0;
+    p->gh = p->gt = NULL;
+    p->gn = 0;
     p->nh = p->nt = NULL;
     p->nn = 0;
     nti_mtx_unlock(&p->mtx);
@@ -1625,6 +1673,7 @@ maint_main(void *arg)
             bool reset = p->reset_pending;
             bool retry = p->nh != NULL && now >= p->retry_at;
             bool idle = atomic_load(&p->refs) == 1 && p->qh == NULL &&
+                        p->gh == NULL &&
                         p->nh == NULL && p->batches == 0 &&
                         now - p->last_used > IDLE_RETIRE_MS;
             if (idle && !p->retired) {
@@ -1672,6 +1721,26 @@ maint_main(void *arg)
 
 /* ---- lifecycle ---------------------------------------------------------------- */
 
+/* Server connections: refuse past max_conns before the socket sees them
+ * (closing a pipe in ADD_PRE is how nng rejects one). */
+static void
+srv_pipe_cb(nng_pipe pipe, nng_pipe_ev ev, void *arg)
+{
+    nti_tp *tp = arg;
+    if (ev == NNG_PIPE_EV_ADD_PRE) {
+        if (atomic_load(&tp->conns) >= tp->cfg.max_conns) {
+            count_drop(tp, NTI_DROP_CONN_LIMIT);
+            nng_pipe_close(pipe);
+        }
+    } else if (ev == NNG_PIPE_EV_ADD_POST) {
+        atomic_fetch_add(&tp->conns, 1);
+    } else {
+        unsigned c = atomic_load(&tp->conns);
+        while (c > 0 && !atomic_compare_exchange_weak(&tp->conns, &c, c - 1)) {
+        }
+    }
+}
+
 static int
 tp_listen(nti_tp *tp)
 {
@@ -1687,6 +1756,9 @@ tp_listen(nti_tp *tp)
     }
     tp->has_srv = true;
     nng_socket_set_size(tp->srv, NNG_OPT_RECVMAXSZ, nng_cap(tp));
+    nng_pipe_notify(tp->srv, NNG_PIPE_EV_ADD_PRE, srv_pipe_cb, tp);
+    nng_pipe_notify(tp->srv, NNG_PIPE_EV_ADD_POST, srv_pipe_cb, tp);
+    nng_pipe_notify(tp->srv, NNG_PIPE_EV_REM_POST, srv_pipe_cb, tp);
     nng_listener l;
     if ((rv = nng_listener_create(&l, tp->srv, url)) != 0) {
         return NT_EADDR;
@@ -1887,6 +1959,7 @@ nti_tp_stats_get(nti_tp *tp, nti_tp_stats *st)
     st->connects = atomic_load(&tp->st_connects);
     st->disconnects = atomic_load(&tp->st_disconnects);
     st->requests_held = atomic_load(&tp->held);
+    st->conns = atomic_load(&tp->conns);
     nti_mtx_lock(&tp->peers_mtx);
     for (nti_peer *p = tp->peers; p != NULL; p = p->next) {
         nti_mtx_lock(&p->mtx);

@@ -41,6 +41,7 @@ typedef enum {
     NTI_DROP_REPLAY,
     NTI_DROP_WRONG_DEST,
     NTI_DROP_STALE_BOOT,
+    NTI_DROP_CONN_LIMIT, /* a connection refused: too many */
     NTI_DROP_COUNT
 } nti_drop;
 const char *nti_drop_name(nti_drop d);
@@ -71,6 +72,7 @@ typedef struct {
     uint64_t peers;              /* open peer connections */
     uint64_t notify_queued;      /* waiting in peer queues */
     uint64_t requests_held;      /* server: calls waiting for a handler */
+    uint64_t conns;              /* server: connections now */
 } nti_tp_stats;
 
 /* What the node does with what arrives. */
@@ -95,6 +97,8 @@ typedef struct {
     size_t max_frame;            /* sealed bytes */
     unsigned queue_depth;        /* per-peer notification queue */
     unsigned max_inflight;       /* server: calls held at once */
+    unsigned max_conns;          /* server: connections at once */
+    unsigned max_peer_inflight;  /* client: requests in flight per peer */
     const nti_logger *log;
     nti_tp_ops ops;
     void *ops_arg;

@@ -96,6 +96,12 @@ typedef struct nt_config {
     unsigned max_registrations;  /* local registrations; 0 = 65536 */
     unsigned max_inflight;       /* RPC requests served at once from the
                                     network; 0 = 4096 */
+    unsigned max_connections;    /* incoming connections at once; more are
+                                    refused (drop reason conn_limit);
+                                    0 = 1024 */
+    unsigned max_peer_inflight;  /* requests in flight to one peer (calls,
+                                    batches, gossip); more wait in its
+                                    queue; 0 = 256 */
     unsigned publish_timeout_ms; /* publisher nodes: how long nt_publish
                                     waits for the server's acknowledgement
                                     (and for a server to connect);
