@@ -1872,6 +1872,14 @@ nti_cluster_open(nt_node *n)
         gsp_keyring_install(n->keyring, key_id(n->key), n->key) != GSP_OK) {
         return NT_ENOMEM;
     }
+    /* More keys from the key file: accepted, not used for sending. */
+    for (size_t i = 0; i < n->nextra_keys; i++) {
+        if (gsp_keyring_install(n->keyring, key_id(n->extra_keys[i]),
+                                n->extra_keys[i]) != GSP_OK) {
+            return NT_ELIMIT;
+        }
+    }
+    gsp_keyring_use(n->keyring, key_id(n->key));
     nti_tp_config tc = {
         .listen = n->listen,
         .keyring = n->keyring,

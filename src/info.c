@@ -36,6 +36,18 @@ nt_key_parse(const char *text, unsigned char key[32])
 }
 
 int
+nt_key_file_load(const char *path, unsigned char (*keys)[32], size_t max,
+                 size_t *count)
+{
+    if (path == NULL || keys == NULL || count == NULL || max == 0) {
+        return NT_EINVAL;
+    }
+    return nti_key_load_all(path, keys, max > NTI_KEYS_MAX ? NTI_KEYS_MAX
+                                                            : max,
+                            count);
+}
+
+int
 nt_addr_check(const char *addr)
 {
     return nti_addr_check(addr);

@@ -42,7 +42,8 @@ nti_key_parse(const char *text, size_t len, unsigned char *key)
 }
 
 int
-nti_key_load(const char *path, unsigned char *key)
+nti_key_load_all(const char *path, unsigned char (*keys)[32], size_t max,
+                 size_t *count)
 {
     FILE *f = fopen(path, "rb");
     if (f == NULL) {
@@ -52,13 +53,49 @@ nti_key_load(const char *path, unsigned char *key)
     size_t n = fread(buf, 1, sizeof(buf), f);
     int err = ferror(f);
     fclose(f);
-    int rv;
+    int rv = NT_OK;
+    *count = 0;
     if (err || n > KEY_FILE_MAX) {
         rv = NT_EIO;
-    } else {
-        rv = nti_key_parse(buf, n, key);
+        goto out;
     }
+    for (size_t i = 0; i < n && rv == NT_OK;) {
+        size_t j = i;
+        while (j < n && buf[j] != '\n') {
+            j++;
+        }
+        size_t k = i;
+        while (k < j && (buf[k] == ' ' || buf[k] == '\t' || buf[k] == '\r')) {
+            k++;
+        }
+        if (k < j && buf[k] != '#') {
+            if (*count == max) {
+                rv = NT_ELIMIT;
+            } else {
+                rv = nti_key_parse(buf + k, j - k, keys[*count]);
+                *count += rv == NT_OK;
+            }
+        }
+        i = j + 1;
+    }
+    if (rv == NT_OK && *count == 0) {
+        rv = NT_EAUTH;
+    }
+out:
     sodium_memzero(buf, sizeof(buf));
+    return rv;
+}
+
+int
+nti_key_load(const char *path, unsigned char *key)
+{
+    unsigned char keys[NTI_KEYS_MAX][32];
+    size_t n = 0;
+    int rv = nti_key_load_all(path, keys, NTI_KEYS_MAX, &n);
+    if (rv == NT_OK) {
+        memcpy(key, keys[0], 32);
+    }
+    sodium_memzero(keys, sizeof(keys));
     return rv;
 }
 

@@ -148,6 +148,7 @@ node_free(nt_node *n, bool keep_shell)
     free(n->advertise);
     strv_free(n->smap);
     sodium_memzero(n->key, sizeof(n->key));
+    sodium_memzero(n->extra_keys, sizeof(n->extra_keys));
     sodium_memzero(n->sk, sizeof(n->sk));
     if (keep_shell) {
         node_bury(n);
@@ -190,7 +191,16 @@ copy_config(nt_node *n, const nt_config *cfg)
     if (cfg->key != NULL) {
         memcpy(n->key, cfg->key, sizeof(n->key));
     } else if (cfg->key_file != NULL) {
-        if ((rv = nti_key_load(cfg->key_file, n->key)) != NT_OK) {
+        unsigned char keys[NTI_KEYS_MAX][32];
+        size_t nk = 0;
+        rv = nti_key_load_all(cfg->key_file, keys, NTI_KEYS_MAX, &nk);
+        if (rv == NT_OK) {
+            memcpy(n->key, keys[0], sizeof(n->key));
+            n->nextra_keys = nk - 1;
+            memcpy(n->extra_keys, keys[1], (nk - 1) * 32);
+        }
+        sodium_memzero(keys, sizeof(keys));
+        if (rv != NT_OK) {
             return rv;
         }
     } else {

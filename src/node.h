@@ -57,6 +57,8 @@ struct nt_node {
     char *listen, *advertise;
     char **smap;
     unsigned char key[32];
+    unsigned char extra_keys[8][32]; /* from a key file: accepted too */
+    size_t nextra_keys;
     size_t max_payload;
     unsigned workers, queue_depth, max_threads, max_regs, max_inflight;
     unsigned gossip_interval_ms, gossip_fanout, probe_interval_ms;

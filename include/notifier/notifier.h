@@ -77,7 +77,10 @@ typedef struct nt_config {
     const char *advertise;   /* address peers dial; NULL = the bound one */
     const char *const *smap; /* NULL-terminated seed list of "host:port" */
     const unsigned char *key; /* 32-byte cluster key, or ... */
-    const char *key_file;     /* ... a file written by `notifier keygen` */
+    const char *key_file;     /* ... a file written by `notifier keygen`:
+                                 one key per line; the first is used for
+                                 sending, every one is accepted (for key
+                                 rotation) */
     unsigned workers;         /* delivery worker threads; 0 = #cpus, >= 2 */
 
     /* Limits and knobs; 0 = default. */
@@ -294,6 +297,12 @@ NT_API void nt_free(void *p);
  * (surrounding whitespace ignored) into 32 bytes: NT_OK or NT_EAUTH. */
 NT_API int nt_key_generate(char *out, size_t cap);
 NT_API int nt_key_parse(const char *text, unsigned char key[32]);
+/* Reads a key file: one base64 key per line (blank lines and # comments
+ * skipped), at most max (up to 8).  keys[0] is the one to send with.
+ * NT_OK, NT_EIO (unreadable), NT_EAUTH (a line is no key, or no key at
+ * all), NT_ELIMIT (more than max). */
+NT_API int nt_key_file_load(const char *path, unsigned char (*keys)[32],
+                            size_t max, size_t *count);
 /* Key rotation without downtime: install the new key on every node, then
  * make it the one used for sending on every node, then remove the old one
  * everywhere.  Frames are accepted under any installed key.  Errors:

@@ -17,7 +17,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define KEY_FILE_MAX 4096
 #define ADDR_LIST_MAX 256
 
 /* Set once by main before any thread exists; read-only afterwards. */
@@ -309,36 +308,26 @@ cli_strv_add_addrs(cli_strv *sv, const char *list, bool dial, char *bad,
 
 /* ---- Cluster key ----------------------------------------------------- */
 
+/* The key to send with: the first of the file (a key file may list more,
+ * for rotation; see nt_key_file_load). */
 static int
 key_from_file(const char *path, unsigned char key[32], char *err,
               size_t errcap)
 {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        snprintf(err, errcap, "key file %s: %s", path, strerror(errno));
-        return -1;
-    }
-    char buf[KEY_FILE_MAX + 2];
-    size_t n = fread(buf, 1, KEY_FILE_MAX + 1, f);
-    int ferr = ferror(f) ? errno : 0;
-    fclose(f);
-    int rv = -1;
-    if (ferr != 0) {
-        snprintf(err, errcap, "key file %s: %s", path, strerror(ferr));
-    } else if (n > KEY_FILE_MAX || memchr(buf, '\0', n) != NULL) {
+    unsigned char keys[8][32];
+    size_t n = 0;
+    errno = 0;
+    int rv = nt_key_file_load(path, keys, 8, &n);
+    if (rv == NT_OK) {
+        memcpy(key, keys[0], 32);
+    } else if (rv == NT_EIO) {
         snprintf(err, errcap, "key file %s: %s", path,
-                 nt_strerror(NT_EAUTH));
+                 errno != 0 ? strerror(errno) : nt_strerror(rv));
     } else {
-        buf[n] = '\0';
-        if (nt_key_parse(buf, key) == NT_OK) {
-            rv = 1;
-        } else {
-            snprintf(err, errcap, "key file %s: %s", path,
-                     nt_strerror(NT_EAUTH));
-        }
+        snprintf(err, errcap, "key file %s: %s", path, nt_strerror(rv));
     }
-    explicit_bzero(buf, sizeof(buf));
-    return rv;
+    explicit_bzero(keys, sizeof(keys));
+    return rv == NT_OK ? 1 : -1;
 }
 
 int

@@ -642,7 +642,14 @@ config_init(cli *c, nt_config *cfg)
 {
     nt_config_init(cfg);
     cfg->smap = (const char *const *)c->servers.v;
-    cfg->key = c->key;
+    /* From a file, every key in it is accepted (rotation); else the one
+     * key of NOTIFIER_KEY. */
+    const char *path = c->key_file ? c->key_file : cli_env("NOTIFIER_KEY_FILE");
+    if (path != NULL) {
+        cfg->key_file = path;
+    } else {
+        cfg->key = c->key;
+    }
     cfg->workers = CLIENT_WORKERS;
     cfg->log_fn = lib_log;
     cfg->log_arg = c;

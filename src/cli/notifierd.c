@@ -57,6 +57,9 @@ typedef struct {
     dlog log;
     bool print_address;
     const char *metrics;
+    const char *key_path;       /* the key file, re-read on SIGHUP */
+    unsigned char keys[8][32];  /* the keys it held at the last (re)load */
+    size_t nkeys;
 } daemon_conf;
 
 enum {
@@ -95,7 +98,8 @@ static const char usage_text[] =
     "usage: notifierd --listen HOST:PORT [options]\n"
     "\n"
     "Runs one notifier node until SIGINT or SIGTERM, then leaves the\n"
-    "cluster gracefully and exits 0.\n"
+    "cluster gracefully and exits 0.  SIGHUP re-reads the key file: every\n"
+    "key in it (one per line) is accepted, the first is used for sending.\n"
     "\n"
     "options (flags win over the environment variables):\n"
     "  --listen HOST:PORT     bind address, port 0 = ephemeral "
@@ -103,7 +107,8 @@ static const char usage_text[] =
     "  --advertise HOST:PORT  address given to peers (NOTIFIER_ADVERTISE)\n"
     "  --seed HOST:PORT       a seed of the smap, repeatable\n"
     "                         (NOTIFIER_SEEDS, a comma list)\n"
-    "  --key-file PATH        cluster key file from `notifier keygen`\n"
+    "  --key-file PATH        cluster key file from `notifier keygen` (more\n"
+    "                         lines = more accepted keys, for rotation)\n"
     "                         (NOTIFIER_KEY_FILE, or NOTIFIER_KEY = the "
     "base64 key)\n"
     "  --workers N            worker threads, 0 = one per CPU "
@@ -535,6 +540,7 @@ conf_parse(daemon_conf *c, int argc, char **argv)
         return CLI_EXIT_USAGE;
     }
     char err[512];
+    c->key_path = key_file != NULL ? key_file : cli_env("NOTIFIER_KEY_FILE");
     int k = cli_key_find(key_file, c->key, err, sizeof(err));
     if (k < 0) {
         cli_err("%s", err);
@@ -575,6 +581,60 @@ serve(daemon_conf *c, nt_node *n)
     return NT_OK;
 }
 
+static bool
+has_key(unsigned char (*keys)[32], size_t n, const unsigned char *k)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (memcmp(keys[i], k, 32) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* SIGHUP: re-reads the key file.  Every key in it is installed (accepted),
+ * the first becomes the one used for sending, and keys no longer in it
+ * are removed: rotation without a restart (see SECURITY.md). */
+static void
+reload_keys(daemon_conf *c, nt_node *n)
+{
+    if (c->key_path == NULL) {
+        const char *kv[] = { "reason", "the key did not come from a file",
+                             NULL };
+        dlog_line(&c->log, NT_LOG_WARN, "SIGHUP: no key file to reload", kv);
+        return;
+    }
+    unsigned char keys[8][32];
+    size_t nk = 0;
+    int rv = nt_key_file_load(c->key_path, keys, 8, &nk);
+    for (size_t i = 0; rv == NT_OK && i < nk; i++) {
+        rv = nt_node_key_install(n, keys[i]);
+    }
+    if (rv == NT_OK) {
+        rv = nt_node_key_use(n, keys[0]);
+    }
+    if (rv != NT_OK) {
+        const char *kv[] = { "file", c->key_path, "error", nt_strerror(rv),
+                             NULL };
+        dlog_line(&c->log, NT_LOG_ERROR,
+                  "SIGHUP: key reload failed; keys unchanged", kv);
+        explicit_bzero(keys, sizeof(keys));
+        return;
+    }
+    for (size_t i = 0; i < c->nkeys; i++) {
+        if (!has_key(keys, nk, c->keys[i])) {
+            nt_node_key_remove(n, c->keys[i]);
+        }
+    }
+    memcpy(c->keys, keys, sizeof(keys));
+    c->nkeys = nk;
+    explicit_bzero(keys, sizeof(keys));
+    char count[16];
+    snprintf(count, sizeof(count), "%zu", nk);
+    const char *kv[] = { "file", c->key_path, "keys", count, NULL };
+    dlog_line(&c->log, NT_LOG_INFO, "keys reloaded", kv);
+}
+
 static char *
 join_seeds(const cli_strv *seeds)
 {
@@ -608,7 +668,15 @@ main(int argc, char **argv)
     cfg.listen = c.listen;
     cfg.advertise = c.advertise;
     cfg.smap = (const char *const *)c.seeds.v;
-    cfg.key = c.key;
+    if (c.key_path != NULL) {
+        /* Every key of the file is accepted; the first is used. */
+        cfg.key_file = c.key_path;
+        if (nt_key_file_load(c.key_path, c.keys, 8, &c.nkeys) != NT_OK) {
+            c.nkeys = 0;
+        }
+    } else {
+        cfg.key = c.key;
+    }
     cfg.workers = c.workers;
     cfg.log_fn = lib_log;
     cfg.log_level = c.log.level;
@@ -619,6 +687,7 @@ main(int argc, char **argv)
     int rv = nt_node_open(&n, &cfg);
     explicit_bzero(c.key, sizeof(c.key));
     if (rv != NT_OK) {
+        explicit_bzero(c.keys, sizeof(c.keys));
         cli_err("listen %s: %s", cli_quote(c.listen, q, sizeof(q)),
                 nt_strerror(rv));
         conf_free(&c);
@@ -656,9 +725,17 @@ main(int argc, char **argv)
     free(seeds);
 
     int sig = 0;
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     for (;;) {
-        if (sigwait(&sigs, &sig) == 0 && (sig == SIGINT || sig == SIGTERM)) {
+        if (sigwait(&sigs, &sig) != 0) {
+            continue;
+        }
+        if (sig == SIGINT || sig == SIGTERM) {
             break;
+        }
+        if (sig == SIGHUP) {
+            reload_keys(&c, n);
         }
     }
     const char *kv2[] = { "id", nt_node_id(n), "signal",
@@ -666,6 +743,7 @@ main(int argc, char **argv)
     dlog_line(&c.log, NT_LOG_INFO, "leaving the cluster", kv2);
     metrics_http_stop(mh);
     rv = nt_node_close(n, CLOSE_TIMEOUT_MS);
+    explicit_bzero(c.keys, sizeof(c.keys));
     const char *kv3[] = { "result", nt_strerror(rv), NULL };
     dlog_line(&c.log, rv == NT_OK ? NT_LOG_INFO : NT_LOG_ERROR,
               "node stopped", kv3);

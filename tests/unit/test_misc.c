@@ -8,6 +8,8 @@
 #include "notifier/notifier.h"
 #include "testutil.h"
 
+#include <unistd.h>
+
 static void
 test_id_hash_vectors(void)
 {
@@ -84,6 +86,38 @@ test_key_parse(void)
     CU_ASSERT_EQUAL(nti_key_parse(text, strlen(text), k), NT_EAUTH);
 }
 
+static void
+test_key_file_several(void)
+{
+    char k1[64], k2[64], path[] = "/tmp/nt-keys-XXXXXX";
+    nti_key_generate(k1, sizeof(k1));
+    nti_key_generate(k2, sizeof(k2));
+    int fd = mkstemp(path);
+    CU_ASSERT_FATAL(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    fprintf(f, "# rotation in progress\n%s\n\n  %s  \r\n", k2, k1);
+    fclose(f);
+    unsigned char keys[8][32], a[32], b[32];
+    size_t n = 0;
+    CU_ASSERT_EQUAL(nt_key_file_load(path, keys, 8, &n), NT_OK);
+    CU_ASSERT_EQUAL(n, 2);
+    nti_key_parse(k2, strlen(k2), a);
+    nti_key_parse(k1, strlen(k1), b);
+    CU_ASSERT_EQUAL(memcmp(keys[0], a, 32), 0); /* the first sends */
+    CU_ASSERT_EQUAL(memcmp(keys[1], b, 32), 0);
+    CU_ASSERT_EQUAL(nt_key_file_load(path, keys, 1, &n), NT_ELIMIT);
+    f = fopen(path, "w");
+    fprintf(f, "%s\nnot a key\n", k1);
+    fclose(f);
+    CU_ASSERT_EQUAL(nt_key_file_load(path, keys, 8, &n), NT_EAUTH);
+    f = fopen(path, "w");
+    fprintf(f, "# only a comment\n");
+    fclose(f);
+    CU_ASSERT_EQUAL(nt_key_file_load(path, keys, 8, &n), NT_EAUTH);
+    unlink(path);
+    CU_ASSERT_EQUAL(nt_key_file_load(path, keys, 8, &n), NT_EIO);
+}
+
 int
 main(void)
 {
@@ -92,6 +126,7 @@ main(void)
         NT_TEST(test_strerror_all),
         NT_TEST(test_addr_parse),
         NT_TEST(test_key_parse),
+        NT_TEST(test_key_file_several),
         NT_TESTS_END,
     };
     return nt_run_suite("misc", NULL, NULL, tests);
