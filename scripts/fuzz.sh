@@ -14,10 +14,10 @@ BUILD_DIR=${BUILD_DIR:-build-fuzz}
 cmake -S . -B "$BUILD_DIR" -DCMAKE_C_COMPILER=clang -DNT_FUZZ=ON \
   -DNT_TESTS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$BUILD_DIR" -j "$(nproc 2>/dev/null || echo 2)" \
-  --target fuzz_gossip_frame fuzz_data_frame fuzz_text >/dev/null
+  --target fuzz_gossip_frame fuzz_data_frame fuzz_text fuzz_cli_parse >/dev/null
 mkdir -p "$BUILD_DIR/artifacts"
 status=0
-for t in gossip_frame data_frame text; do
+for t in gossip_frame data_frame text cli_parse; do
   work="$BUILD_DIR/corpus/$t"
   rm -rf "$work" && mkdir -p "$work"
   cp tests/fuzz/corpus/$t/* "$work"/
