@@ -1505,14 +1505,16 @@ cluster_status(nt_node *n, char **out)
 {
     nti_sb b;
     nti_sb_init(&b);
+    /* Served from transport threads, possibly while nti_cluster_open is
+     * still creating the gossip state: read the pointer under the lock. */
+    nti_mtx_lock(&n->gossip_mtx);
     if (n->gossip == NULL) {
         nti_sb_printf(&b, "members=0 converged=0");
     } else {
-        nti_mtx_lock(&n->gossip_mtx);
         nti_sb_printf(&b, "members=%zu converged=%d", alive_members(n),
                       gsp_converged(n->gossip) ? 1 : 0);
-        nti_mtx_unlock(&n->gossip_mtx);
     }
+    nti_mtx_unlock(&n->gossip_mtx);
     *out = nti_sb_take(&b);
     return *out != NULL ? NT_OK : NT_ENOMEM;
 }
@@ -1520,7 +1522,10 @@ cluster_status(nt_node *n, char **out)
 int
 nti_info_members(nt_node *n, int json, char **out)
 {
-    if (n->gossip == NULL) {
+    nti_mtx_lock(&n->gossip_mtx);
+    bool member = n->gossip != NULL;
+    nti_mtx_unlock(&n->gossip_mtx);
+    if (!member) {
         return NT_ENOTSUP;
     }
     nti_sb b;
@@ -1590,11 +1595,12 @@ nti_cluster_stats(nt_node *n, void (*row)(void *, const char *, uint64_t),
     row(arg, "peers", ts.peers);
     row(arg, "requests_held", ts.requests_held);
     row(arg, "connections", ts.conns);
-    if (n->gossip == NULL) {
-        return;
-    }
     gsp_stats gs;
     nti_mtx_lock(&n->gossip_mtx);
+    if (n->gossip == NULL) {
+        nti_mtx_unlock(&n->gossip_mtx);
+        return;
+    }
     gsp_get_stats(n->gossip, &gs);
     size_t alive = gsp_member_count(n->gossip, 1u << GSP_ALIVE);
     size_t suspect = gsp_member_count(n->gossip, 1u << GSP_SUSPECT);
@@ -1627,10 +1633,11 @@ nti_cluster_stats(nt_node *n, void (*row)(void *, const char *, uint64_t),
 bool
 nti_cluster_gossip(nt_node *n, gsp_stats *st, size_t states[4], int *conv)
 {
+    nti_mtx_lock(&n->gossip_mtx);
     if (n->gossip == NULL) {
+        nti_mtx_unlock(&n->gossip_mtx);
         return false;
     }
-    nti_mtx_lock(&n->gossip_mtx);
     gsp_get_stats(n->gossip, st);
     for (int i = 0; i < 4; i++) {
         states[i] = gsp_member_count(n->gossip, 1u << (GSP_ALIVE + i));
@@ -1938,7 +1945,8 @@ nti_cluster_open(nt_node *n)
     gc.probe_interval_ms = n->probe_interval_ms;
     gc.max_frame = 65536;
     uint64_t now = nti_clock_ms();
-    if (gsp_alloc(&n->gossip, &gc, now) != GSP_OK) {
+    gsp *g = NULL;
+    if (gsp_alloc(&g, &gc, now) != GSP_OK) {
         return NT_ENOMEM;
     }
     size_t k = 0;
@@ -1946,7 +1954,10 @@ nti_cluster_open(nt_node *n)
         k++;
     }
     framelist fl = { 0 };
+    /* The listener already runs: publish the state under the lock that
+     * every transport-thread reader takes. */
     nti_mtx_lock(&n->gossip_mtx);
+    n->gossip = g;
     gsp_set_seeds(n->gossip, (const char *const *)n->smap, k, now);
     gossip_after(n, &fl);
     nti_mtx_unlock(&n->gossip_mtx);

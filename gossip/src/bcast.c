@@ -10,7 +10,9 @@
  * (same owner and key, or same accusation) replaces the older one. Queuing
  * schedules an immediate flush to `fanout` random peers, rate-limited to
  * one per eager_gap_ms, so fresh news moves at network speed instead of
- * waiting for the next gossip interval.
+ * waiting for the next gossip interval.  The origin of a change flushes
+ * to every live peer (up to GSPI_DIRECT_MAX), so in LAN-sized clusters a
+ * change reaches everyone in one hop and relays only back it up.
  */
 #include "internal.h"
 
@@ -81,6 +83,16 @@ int gspi_bcast_unit(gsp *g, uint64_t now, const uint8_t owner[GSP_ID_LEN],
                     uint64_t inc, uint64_t ver, const uint8_t *unit,
                     size_t ulen, uint64_t ikey)
 {
+    return gspi_bcast_unit_f(g, now, owner, inc, ver, unit, ulen, ikey,
+                             UNITS_F_EAGER, 0);
+}
+
+/* flags go into the UNITS section; limit 0 = the usual retransmit limit. */
+int gspi_bcast_unit_f(gsp *g, uint64_t now, const uint8_t owner[GSP_ID_LEN],
+                      uint64_t inc, uint64_t ver, const uint8_t *unit,
+                      size_t ulen, uint64_t ikey, uint8_t flags,
+                      uint32_t limit)
+{
     size_t len = SEC_HDR_LEN + GSP_ID_LEN + 8 * 4 + 1 + 2 + 2 + ulen;
     uint8_t *buf = malloc(len);
     if (!buf)
@@ -94,10 +106,12 @@ int gspi_bcast_unit(gsp *g, uint64_t now, const uint8_t owner[GSP_ID_LEN],
     gsp_wr_u64(&w, ver - 1);
     gsp_wr_u64(&w, ver);
     gsp_wr_u64(&w, 0);
-    gsp_wr_u8(&w, UNITS_F_EAGER);
+    gsp_wr_u8(&w, flags);
     gsp_wr_u16(&w, 1);
     gsp_wr_blob16(&w, unit, ulen);
     int rc = w.err ? GSP_EINVAL : gspi_bcast_push(g, now, ikey, buf, len);
+    if (rc == 0 && limit != 0)
+        g->bq[g->nbq - 1]->limit = limit; /* push appends */
     free(buf);
     return rc;
 }
@@ -144,11 +158,26 @@ void gspi_bcast_clear(gsp *g)
 
 int gspi_flush(gsp *g, uint64_t now, bool with_sync)
 {
+    return gspi_flush_k(g, now, with_sync, g->cfg.fanout);
+}
+
+/* The origin of a change tells every live peer at once (up to
+ * GSPI_DIRECT_MAX; beyond that twice the fanout): one hop to everyone, so
+ * no node depends on the random relay wave, whose misses would otherwise
+ * wait for the next anti-entropy round (stragglers). */
+int gspi_flush_origin(gsp *g, uint64_t now)
+{
+    size_t k = g->nlive <= GSPI_DIRECT_MAX ? g->nlive : 2 * g->cfg.fanout;
+    return gspi_flush_k(g, now, false, k);
+}
+
+int gspi_flush_k(gsp *g, uint64_t now, bool with_sync, size_t k)
+{
     g->eager_due = UINT64_MAX;
     if (!with_sync && !g->nbq)
         return 0;
     member *peers[64];
-    size_t n = (size_t)gspi_pick_peers(g, peers, g->cfg.fanout, NULL);
+    size_t n = (size_t)gspi_pick_peers(g, peers, k, NULL);
     if (!with_sync && n) {
         g->last_eager = now;
         g->st.eager_flushes++;

@@ -48,6 +48,7 @@ enum {
 };
 #define SEC_HDR_LEN 5 /* type u8 + len u32 */
 #define UNITS_F_EAGER 0x01
+#define UNITS_F_DIRECT 0x02 /* the owner pushed it to every live member */
 #define UNITS_F_RESET 0x02
 #define ACC_F_SOFT 0x01 /* from push-pull: dead counts as suspect */
 #define DIGEST_ITEM_LEN (GSP_ID_LEN + 8 + 8 + 8 + 1)
@@ -290,7 +291,14 @@ int gspi_bcast_unit(gsp *g, uint64_t now, const uint8_t owner[GSP_ID_LEN],
 void gspi_bcast_fill(gsp *g, fbuild *b);
 void gspi_bcast_clear(gsp *g);
 void gspi_bcast_prune(gsp *g);
+int gspi_bcast_unit_f(gsp *g, uint64_t now, const uint8_t owner[GSP_ID_LEN],
+                      uint64_t inc, uint64_t ver, const uint8_t *unit,
+                      size_t ulen, uint64_t ikey, uint8_t flags,
+                      uint32_t limit);
 int gspi_flush(gsp *g, uint64_t now, bool with_sync);
+int gspi_flush_k(gsp *g, uint64_t now, bool with_sync, size_t k);
+int gspi_flush_origin(gsp *g, uint64_t now);
+#define GSPI_DIRECT_MAX 64 /* origin pushes to all when this many or fewer */
 uint32_t gspi_limit(const gsp *g);
 
 /* ---- wire.c ---- */

@@ -788,9 +788,13 @@ int gspi_self_entry(gsp *g, uint64_t now, uint8_t *unit, size_t ulen)
     ik[GSP_ID_LEN] = UNIT_ENT;
     memcpy(ik + GSP_ID_LEN + 1, u.key, u.klen);
     entry *e = g->self->ltail;
-    gspi_bcast_unit(g, now, g->id, g->inc, e->ver, e->unit, e->ulen,
-                    gspi_khash(g, ik, GSP_ID_LEN + 1 + u.klen));
-    return gspi_flush(g, now, false);
+    /* In a LAN-sized cluster the flush below reaches every live member,
+     * so receivers need not relay widely (see sync.c). */
+    bool direct = g->nlive <= GSPI_DIRECT_MAX;
+    gspi_bcast_unit_f(g, now, g->id, g->inc, e->ver, e->unit, e->ulen,
+                      gspi_khash(g, ik, GSP_ID_LEN + 1 + u.klen),
+                      UNITS_F_EAGER | (direct ? UNITS_F_DIRECT : 0), 0);
+    return gspi_flush_origin(g, now);
 }
 
 int gsp_leave(gsp *g, uint64_t now_ms)

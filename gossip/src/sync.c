@@ -499,8 +499,11 @@ int gspi_units_apply(gsp *g, uint64_t now, gsp_rd *r, size_t *ord)
                 memcpy(ik + il, u.key, u.klen);
                 il += u.klen;
             }
-            gspi_bcast_unit(g, now, u.id, u.inc, u.ver, u.raw, u.rawlen,
-                            gspi_khash(g, ik, il));
+            /* Learned straight from an owner that told everyone: one
+             * extra copy covers a lost packet; otherwise relay fully. */
+            gspi_bcast_unit_f(g, now, u.id, u.inc, u.ver, u.raw, u.rawlen,
+                              gspi_khash(g, ik, il), UNITS_F_EAGER,
+                              (flags & UNITS_F_DIRECT) ? 1 : 0);
         }
     }
     m = gspi_member_find(g, owner);
