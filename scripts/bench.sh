@@ -32,21 +32,6 @@ fi
 BUILD_DIR=${BUILD_DIR:-build-bench}
 case "$BUILD_DIR" in /*) ;; *) BUILD_DIR="$root/$BUILD_DIR" ;; esac
 src="$root"
-if ! grep -q 'NT_BENCH' CMakeLists.txt; then
-  # The root CMakeLists.txt does not know bench/ yet: configure a shadow
-  # source tree (symlinks to everything, plus a copy of the root
-  # CMakeLists.txt with the lines of bench/ROOT_CMAKE_LINE.txt appended).
-  src="$BUILD_DIR/shadow"
-  rm -rf "$src"
-  mkdir -p "$src"
-  for e in "$root"/* "$root"/.clang-format; do
-    b=$(basename "$e")
-    case "$b" in build*|CMakeLists.txt) ;; *) [ -e "$e" ] && ln -s "$e" "$src/$b" ;; esac
-  done
-  { cat CMakeLists.txt; grep -v '^#' bench/ROOT_CMAKE_LINE.txt; } \
-    >"$src/CMakeLists.txt"
-fi
-
 echo "bench: building Release in $BUILD_DIR" >&2
 mkdir -p "$BUILD_DIR"
 log="$BUILD_DIR/build.log"
