@@ -150,9 +150,11 @@ struct nti_tp {
     nti_rwlock kr_lock;
 
     /* server */
-    nti_mtx srv_mtx; /* guards srv_all, srv_free, srv_closing */
+    nti_mtx srv_mtx; /* guards srv_all, srv_free, srv_closing, ops_* */
     nng_socket srv;
     bool has_srv, srv_closing;
+    bool ops_off;      /* nti_tp_free began: the node is going away */
+    unsigned ops_busy; /* callbacks inside cfg.ops (request_in, gossip_in) */
     nti_sreq *srv_all, *srv_free;
     unsigned srv_sending; /* replies handed to nng, not yet sent */
     nti_cv srv_cv;        /* srv_sending reached zero */
@@ -633,12 +635,15 @@ sreq_send(nti_sreq *s, nng_msg *m)
 
 /* An unauthenticated reject: 'E' and a status byte.  For garbage and
  * authentication failures the link is closed once the reject is out, so
- * a peer that cannot talk to us reconnects only at its dialer's backoff. */
+ * a peer that cannot talk to us reconnects only at its dialer's backoff.
+ * A frame that is merely too big keeps the link: its sender is likely an
+ * honest node with a larger max_payload, and closing would lose the fate
+ * of everything else it has in flight (nng itself drops the connection
+ * for frames over twice the cap). */
 static void
 sreq_reject(nti_sreq *s, int status)
 {
-    s->close_link = status == NT_EAUTH || status == NT_EPROTO ||
-                    status == NT_EMSGSIZE;
+    s->close_link = status == NT_EAUTH || status == NT_EPROTO;
     nng_msg *m;
     if (nng_msg_alloc(&m, 2) != 0) {
         /* Nothing to answer with; the requester's own timeout applies. */
@@ -666,6 +671,12 @@ log_drop(nti_tp *tp, nti_sreq *s, const char *what, nti_drop d)
         return;
     }
     if (nti_log_enabled(&tp->log, NT_LOG_WARN)) {
+        nng_sockaddr sa;
+        if (nng_pipe_get_addr(s->pipe, NNG_OPT_REMADDR, &sa) == 0) {
+            format_sockaddr(&sa, s->remote, sizeof(s->remote));
+        } else {
+            snprintf(s->remote, sizeof(s->remote), "?");
+        }
         nti_log(&tp->log, d == NTI_DROP_AUTH || d == NTI_DROP_UNKNOWN_KEY
                               ? NT_LOG_WARN
                               : NT_LOG_INFO,
@@ -681,14 +692,8 @@ srv_handle(nti_tp *tp, nti_sreq *s, nng_msg *m)
 {
     size_t len = nng_msg_len(m);
     const uint8_t *body = nng_msg_body(m);
-    nng_sockaddr sa;
     s->close_link = false;
-    s->pipe = nng_msg_get_pipe(m);
-    if (nng_pipe_get_addr(s->pipe, NNG_OPT_REMADDR, &sa) == 0) {
-        format_sockaddr(&sa, s->remote, sizeof(s->remote));
-    } else {
-        snprintf(s->remote, sizeof(s->remote), "?");
-    }
+    s->pipe = nng_msg_get_pipe(m); /* its address is formatted only to log */
     atomic_fetch_add_explicit(&tp->st_frames_in, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&tp->st_bytes_in, len, memory_order_relaxed);
     if (len > tp->cfg.max_frame + 1) {
@@ -787,7 +792,23 @@ sreq_cb(void *arg)
         nng_aio_set_msg(s->aio, NULL);
         s->state = S_HELD;
         srv_add_receiver(tp);
-        srv_handle(tp, s, m);
+        /* The gate: once nti_tp_free began, the node behind cfg.ops may be
+         * gone (a socket nng could not close still delivers). */
+        nti_mtx_lock(&tp->srv_mtx);
+        bool off = tp->ops_off;
+        tp->ops_busy += off ? 0 : 1;
+        nti_mtx_unlock(&tp->srv_mtx);
+        if (off) {
+            s->pipe = nng_msg_get_pipe(m);
+            sreq_reject(s, NT_ECLOSED);
+        } else {
+            srv_handle(tp, s, m);
+            nti_mtx_lock(&tp->srv_mtx);
+            if (--tp->ops_busy == 0 && tp->ops_off) {
+                nti_cv_broadcast(&tp->srv_cv);
+            }
+            nti_mtx_unlock(&tp->srv_mtx);
+        }
         nng_msg_free(m);
         return;
     }
@@ -1857,6 +1878,12 @@ nti_tp_free(nti_tp *tp)
         uint64_t flush_by = nti_clock_ms() + FLUSH_MS;
         nti_mtx_lock(&tp->srv_mtx);
         tp->srv_closing = true;
+        /* No callback enters the node from now on; wait for those inside
+         * (they only decode and queue), then for the answers to leave. */
+        tp->ops_off = true;
+        while (tp->ops_busy > 0) {
+            nti_cv_wait(&tp->srv_cv, &tp->srv_mtx);
+        }
         while (tp->srv_sending > 0 &&
                nti_cv_wait_until(&tp->srv_cv, &tp->srv_mtx, flush_by)) {
         }

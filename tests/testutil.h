@@ -35,7 +35,26 @@ nt_run_suite(const char *suite, CU_InitializeFunc init,
         return 2;
     }
     CU_pSuite s = CU_add_suite(suite, init, fini);
+    /* NT_TEST_ONLY=name[,name...] runs only those tests (debugging, e.g.
+     * one test under valgrind or gdb). */
+    const char *only = getenv("NT_TEST_ONLY");
     for (const nt_test *t = tests; t->name != NULL; t++) {
+        if (only != NULL && *only != '\0') {
+            size_t len = strlen(t->name);
+            const char *at = only;
+            bool hit = false;
+            while ((at = strstr(at, t->name)) != NULL) {
+                if ((at == only || at[-1] == ',') &&
+                    (at[len] == '\0' || at[len] == ',')) {
+                    hit = true;
+                    break;
+                }
+                at += len;
+            }
+            if (!hit) {
+                continue;
+            }
+        }
         CU_add_test(s, t->name, t->fn);
     }
     CU_basic_set_mode(CU_BRM_VERBOSE);

@@ -135,6 +135,7 @@ sink_init(sink *s, const char *name)
     tu_counter_init(&s->n);
     pthread_mutex_init(&s->mtx, NULL);
     s->last_from[0] = '\0';
+    s->last_id = 0;
 }
 
 static void
