@@ -42,23 +42,11 @@ nti_key_parse(const char *text, size_t len, unsigned char *key)
 }
 
 int
-nti_key_load_all(const char *path, unsigned char (*keys)[32], size_t max,
-                 size_t *count)
+nti_key_text_parse_all(const char *buf, size_t n, unsigned char (*keys)[32],
+                       size_t max, size_t *count)
 {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        return NT_EIO;
-    }
-    char buf[KEY_FILE_MAX + 1];
-    size_t n = fread(buf, 1, sizeof(buf), f);
-    int err = ferror(f);
-    fclose(f);
     int rv = NT_OK;
     *count = 0;
-    if (err || n > KEY_FILE_MAX) {
-        rv = NT_EIO;
-        goto out;
-    }
     for (size_t i = 0; i < n && rv == NT_OK;) {
         size_t j = i;
         while (j < n && buf[j] != '\n') {
@@ -81,7 +69,25 @@ nti_key_load_all(const char *path, unsigned char (*keys)[32], size_t max,
     if (rv == NT_OK && *count == 0) {
         rv = NT_EAUTH;
     }
-out:
+    return rv;
+}
+
+int
+nti_key_load_all(const char *path, unsigned char (*keys)[32], size_t max,
+                 size_t *count)
+{
+    FILE *f = fopen(path, "rb");
+    *count = 0;
+    if (f == NULL) {
+        return NT_EIO;
+    }
+    char buf[KEY_FILE_MAX + 1];
+    size_t n = fread(buf, 1, sizeof(buf), f);
+    int err = ferror(f);
+    fclose(f);
+    int rv = (err || n > KEY_FILE_MAX)
+                 ? NT_EIO
+                 : nti_key_text_parse_all(buf, n, keys, max, count);
     sodium_memzero(buf, sizeof(buf));
     return rv;
 }

@@ -25,6 +25,10 @@ int nti_key_load(const char *path, unsigned char *key);
 #define NTI_KEYS_MAX 8
 int nti_key_load_all(const char *path, unsigned char (*keys)[32], size_t max,
                      size_t *n);
+/* The same for a key file's content already in memory (n bytes). */
+int nti_key_text_parse_all(const char *buf, size_t n,
+                           unsigned char (*keys)[32], size_t max,
+                           size_t *count);
 
 /* Writes base64 of 32 fresh random bytes, NUL-terminated, into out (at
  * least 64 bytes). */

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * libFuzzer target for the text parsers users and operators feed us:
- * cluster key files (base64), "host:port" addresses (flags, smap,
- * environment).  First byte picks the parser.
+ * cluster keys (base64) and whole key files (several keys, comments),
+ * "host:port" addresses (flags, smap, environment).  The first byte picks
+ * the parser.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +26,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     memcpy(s, data + 1, size - 1);
     s[size - 1] = '\0';
-    if (data[0] & 1) {
+    if ((data[0] & 3) == 3) {
+        unsigned char keys[NTI_KEYS_MAX][32];
+        size_t n = 99;
+        int rv = nti_key_text_parse_all(s, size - 1, keys, NTI_KEYS_MAX, &n);
+        if (rv == NT_OK && (n == 0 || n > NTI_KEYS_MAX)) {
+            abort(); /* success means 1..max keys */
+        }
+    } else if (data[0] & 1) {
         unsigned char key[32];
         if (nti_key_parse(s, size - 1, key) == NT_OK &&
             nt_key_parse(s, key) != NT_OK && strlen(s) == size - 1) {
