@@ -36,6 +36,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bench.h"
 #include "common.h"
 
 #define DEFAULT_TIMEOUT_MS 5000
@@ -56,6 +57,7 @@ enum {
     CMD_SUBS,
     CMD_WAIT,
     CMD_STATS,
+    CMD_BENCH,
     CMD_HELP,
     CMD_COUNT
 };
@@ -79,6 +81,13 @@ enum {
     O_CONVERGED,
     O_OUTPUT,
     O_PROMETHEUS,
+    O_MSGS,
+    O_SIZE,
+    O_INFLIGHT,
+    O_DURATION,
+    O_SUBS,
+    O_OBJECT,
+    O_CMD,
     O_N
 };
 
@@ -99,6 +108,13 @@ static const cli_opt options[] = {
     { "converged", 0, false, O_CONVERGED },
     { "output", 'o', true, O_OUTPUT },
     { "prometheus", 0, false, O_PROMETHEUS },
+    { "msgs", 0, true, O_MSGS },
+    { "size", 0, true, O_SIZE },
+    { "inflight", 0, true, O_INFLIGHT },
+    { "duration", 0, true, O_DURATION },
+    { "subs", 0, true, O_SUBS },
+    { "object", 0, true, O_OBJECT },
+    { "cmd", 0, true, O_CMD },
 };
 
 /* The commands each option applies to. */
@@ -112,17 +128,32 @@ static const unsigned option_cmds[O_N] = {
     [O_VERSION] = ON_ALL,
     [O_SLICE] = ON(CMD_SUB) | ON(CMD_REPLY),
     [O_COUNT] = ON(CMD_PUB) | ON(CMD_SUB) | ON(CMD_REPLY),
-    [O_LISTEN] = ON(CMD_SUB) | ON(CMD_REPLY),
+    [O_LISTEN] = ON(CMD_SUB) | ON(CMD_REPLY) | ON(CMD_BENCH),
     [O_ADVERTISE] = ON(CMD_SUB) | ON(CMD_REPLY),
     [O_ECHO] = ON(CMD_REPLY),
     [O_MEMBERS] = ON(CMD_WAIT),
     [O_CONVERGED] = ON(CMD_WAIT),
     [O_OUTPUT] = ON(CMD_KEYGEN),
     [O_PROMETHEUS] = ON(CMD_STATS),
+    [O_MSGS] = ON(CMD_BENCH),
+    [O_SIZE] = ON(CMD_BENCH),
+    [O_INFLIGHT] = ON(CMD_BENCH),
+    [O_DURATION] = ON(CMD_BENCH),
+    [O_SUBS] = ON(CMD_BENCH),
+    [O_OBJECT] = ON(CMD_BENCH),
+    [O_CMD] = ON(CMD_BENCH),
 };
 
 /* Kinds of positional arguments, checked before anything else runs. */
-typedef enum { A_OBJECT, A_ID, A_MATCH, A_CMD, A_PAYLOAD, A_TOPIC } arg_kind;
+typedef enum {
+    A_OBJECT,
+    A_ID,
+    A_MATCH,
+    A_CMD,
+    A_PAYLOAD,
+    A_TOPIC,
+    A_MODE /* bench's mode, checked by bench_check */
+} arg_kind;
 
 typedef struct cli cli;
 
@@ -157,6 +188,7 @@ struct cli {
     bool converged;
     const char *output;
     bool prometheus;
+    bench_opts bench;
     const char *pos[MAX_POS];
     size_t npos;
     /* Parsed positionals. */
@@ -172,6 +204,7 @@ static int run_rpc(cli *c);
 static int run_sub(cli *c);
 static int run_members(cli *c);
 static int run_wait(cli *c);
+static int run_bench_cmd(cli *c);
 static int run_help(cli *c);
 
 static const command commands[CMD_COUNT] = {
@@ -272,6 +305,66 @@ static const command commands[CMD_COUNT] = {
                     "  --prometheus  the server's metrics in the Prometheus "
                     "text format,\n                what `notifierd "
                     "--metrics` serves over HTTP\n" },
+    [CMD_BENCH] = { "bench", run_bench_cmd, 1, 1, { A_MODE }, true,
+                    "(rpc | pub | serve) [--msgs N] [--size B] "
+                    "[--inflight K] [--duration S] [--subs K] [--object O] "
+                    "[--cmd C] [--listen HOST:PORT]",
+                    "load generator: RPC and publish rates, latency",
+                    "Generates traffic in the spirit of `nats bench`: a "
+                    "progress line on stderr\nonce a second, the summary "
+                    "on stdout (--json: one JSON object).\n\n"
+                    "  rpc    call OBJECT/CMD (the id is the call's number) "
+                    "--msgs times, K at\n"
+                    "         once; report calls/s and the latency of the "
+                    "calls that\n"
+                    "         succeeded (p50, p90, p99, max, in "
+                    "microseconds)\n"
+                    "  pub    publish --msgs notifications to OBJECT/CMD as "
+                    "fast as K threads\n"
+                    "         can (through the server each one waits for its "
+                    "acknowledgement;\n"
+                    "         from a member node, --listen, none does); "
+                    "report msgs/s and\n"
+                    "         MB/s, and with --subs what arrived\n"
+                    "  serve  join as a node that answers OBJECT/CMD calls "
+                    "with the request\n"
+                    "         payload and counts OBJECT/CMD notifications, "
+                    "until --msgs\n"
+                    "         messages, --duration or SIGINT/SIGTERM; then "
+                    "print the counts\n\n"
+                    "  --msgs N           messages to send (default 10000; "
+                    "0 or absent with\n"
+                    "                     --duration: no limit); serve: "
+                    "exit after N (default\n"
+                    "                     0 = never)\n"
+                    "  --size B           payload bytes, 0 to 1048576 "
+                    "(default 100)\n"
+                    "  --inflight K       rpc: calls in flight, one thread "
+                    "each; pub: publishing\n"
+                    "                     threads (1 to 1024, default 1)\n"
+                    "  --duration S       stop after S seconds (a decimal "
+                    "number), or at --msgs\n"
+                    "  --subs K           pub: K subscriber nodes in this "
+                    "process (0 to 64,\n"
+                    "                     default 0); what they miss is "
+                    "reported as lost\n"
+                    "  --object O         the object (default bench)\n"
+                    "  --cmd C            the cmd (default echo: "
+                    "`notifierd --echo bench` answers)\n"
+                    "  --listen HOST:PORT rpc, pub: send from a member node "
+                    "bound there (straight\n"
+                    "                     to the targets) instead of "
+                    "through the server; --subs\n"
+                    "                     nodes bind its host; serve: the "
+                    "node's address\n"
+                    "                     (default 127.0.0.1:0)\n\n"
+                    "--timeout bounds each call or publish and each wait "
+                    "(joining, and\nstragglers after the last publish).  "
+                    "Exit 1 when the run cannot start or\nany call or "
+                    "publish failed (the summary is printed first).  "
+                    "End to end\nagainst one notifierd: `notifier bench "
+                    "serve` in one terminal, then\n`notifier bench rpc "
+                    "--inflight 64` in another.\n" },
     [CMD_HELP] = { "help", run_help, 0, 1, { A_TOPIC }, false, "[COMMAND]",
                    "help on a command", "Prints help on COMMAND.\n" },
 };
@@ -375,6 +468,7 @@ check_positionals(cli *c)
         }
         case A_PAYLOAD:
         case A_TOPIC:
+        case A_MODE:
             break;
         }
     }
@@ -462,6 +556,14 @@ apply_option(cli *c, int id, const char *name, const char *val)
     case O_PROMETHEUS:
         c->prometheus = true;
         break;
+    case O_MSGS:
+    case O_SIZE:
+    case O_INFLIGHT:
+    case O_DURATION:
+    case O_SUBS:
+    case O_OBJECT:
+    case O_CMD:
+        return bench_option(&c->bench, name + 2, name, val);
     default:
         break;
     }
@@ -588,6 +690,10 @@ parse(cli *c, int argc, char **argv)
                                        : "give --echo or a RESPONSE");
             goto out;
         }
+    }
+    if (c->cmd == &commands[CMD_BENCH] &&
+        (status = bench_check(&c->bench, c->pos[0])) >= 0) {
+        goto out;
     }
     if (c->cmd == &commands[CMD_PUB] && c->have_count && c->count == 0) {
         status = usage_err("bad --count 0: publish at least once");
@@ -1229,6 +1335,17 @@ done:
     cli_payload_free(&s.response);
     pthread_mutex_destroy(&s.mtx);
     return status;
+}
+
+/* ---- bench (bench.c) ---------------------------------------------------- */
+
+static int
+run_bench_cmd(cli *c)
+{
+    nt_config cfg;
+    config_init(c, &cfg);
+    c->bench.listen = c->listen;
+    return run_bench(&c->bench, &cfg, c->timeout_ms, c->json);
 }
 
 /* ---- help --------------------------------------------------------------- */
