@@ -158,7 +158,8 @@ until_ok 20 "the JSON sub reaches a" subs_is "$A" ev put 3
 expect 0 nt pub ev 4 put skipped
 expect 0 nt pub ev 5 put $'caf\xc3\xa9'
 expect 0 nt pub ev 0x9 put last
-until_ok 10 "two JSON lines" test "$(lines "$T/subj.out")" -ge 2
+has_lines() { test "$(lines "$1")" -ge "$2"; } # re-counted on every try
+until_ok 10 "two JSON lines" has_lines "$T/subj.out" 2
 stop "$SUBJ" TERM
 [ "$STOP_RC" = 0 ] || fail "sub on SIGTERM exited $STOP_RC"
 python3 - "$T/subj.out" <<'PY' || fail "sub --json: $(cat "$T/subj.out")"

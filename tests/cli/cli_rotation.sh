@@ -22,14 +22,17 @@ with() { # KEYFILE args: the CLI with that key, against a
 }
 until_ok 20 "two members" with "$K1" wait --members 2 --converged
 
+# reloads NODE: how many times NODE logged a key reload.
+reloads() { grep -c 'msg="keys reloaded"' "$T/$1.err" || true; }
+# reloaded NODE N: NODE logged at least N reloads (re-counted on each try).
+reloaded() { test "$(reloads "$1")" -ge "$2"; }
 # hup STEP: SIGHUP both, wait until both logged the reload.
 hup() {
     local want
     for n in a b; do
-        want=$(( $(grep -c 'msg="keys reloaded"' "$T/$n.err" || true) + 1 ))
+        want=$(( $(reloads "$n") + 1 ))
         kill -HUP "${PID[$n]}"
-        until_ok 10 "$n reloads keys ($1)" \
-            test "$(grep -c 'msg="keys reloaded"' "$T/$n.err")" -ge "$want"
+        until_ok 10 "$n reloads keys ($1)" reloaded "$n" "$want"
     done
 }
 works() { # KEYFILE: calls through both nodes' services work with that key

@@ -34,7 +34,8 @@ expect 0 "$NOTIFIER" -k "$KEY" -s "$A" --timeout 20000 wait --members 4 --conver
 step "$TOTAL publishes, each to exactly one slice"
 expect 0 "$NOTIFIER" -k "$KEY" -s "$A" pub --count "$TOTAL" w @job go x
 total() { echo $(($(lines "$T/s1.out") + $(lines "$T/s3.out"))); }
-until_ok 30 "all $TOTAL notifications delivered" test "$(total)" -ge "$TOTAL"
+all_delivered() { test "$(total)" -ge "$TOTAL"; } # re-counted on every try
+until_ok 30 "all $TOTAL notifications delivered" all_delivered
 stop "$S1"
 [ "$STOP_RC" = 0 ] || fail "slice 1 exited $STOP_RC"
 stop "$S3"
