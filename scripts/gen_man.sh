@@ -17,7 +17,7 @@ trap 'rm -rf "$tmp"' EXIT
 # One COMMANDS section from every command's own help.
 {
   echo "[COMMANDS]"
-  for cmd in keygen pub rpc sub reply members subs wait stats; do
+  for cmd in keygen pub rpc sub reply members subs wait stats bench; do
     echo ".SS $cmd"
     echo ".nf"
     "$BIN/notifier" help "$cmd" | sed -n '1,/^global options:/p' |

@@ -40,7 +40,7 @@ grep -qxE 'notifier [0-9]+\.[0-9]+\.[0-9]+' "$T/out" || fail "version: $(cat "$T
 expect 0 "$N" --help
 grep -q '^usage: notifier' "$T/out" || fail "no usage in --help"
 cp "$T/out" "$T/help"
-for c in keygen pub rpc sub reply members subs wait stats; do
+for c in keygen pub rpc sub reply members subs wait stats bench; do
     grep -qE "^  $c " "$T/help" || fail "--help does not list $c"
     expect 0 "$N" "$c" --help
     grep -q "^usage: notifier $c" "$T/out" || fail "$c --help: $(head -n 1 "$T/out")"
