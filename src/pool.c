@@ -51,6 +51,7 @@ typedef struct pthr {
     bool exited;        /* spare: its loop has finished */
     bool prefer_shared; /* alternates queues for fairness */
     struct pthr *next;  /* spares list */
+    struct pthr *next_wake; /* a pusher's list of workers to signal */
 } pthr;
 
 struct nti_pool {
@@ -98,31 +99,52 @@ tq_pop(tqueue *q)
     return t;
 }
 
+/* Chooses an idle thread for new work (lock held).  A fixed worker is
+ * signalled only after the pusher unlocks (wake_flush), so that it does
+ * not wake straight into the pool's mutex; workers live as long as the
+ * pool, so the late signal is safe.  A spare may leave and be freed once
+ * the lock is dropped, so it is signalled at once. */
 static void
-wake(pthr *t)
+wake(pthr *t, pthr **later)
 {
     if (t->idle) {
         t->idle = false;
         t->pool->nidle--;
-        nti_cv_signal(&t->cv);
+        if (t->index >= 0 && later != NULL) {
+            t->next_wake = *later;
+            *later = t;
+        } else {
+            nti_cv_signal(&t->cv);
+        }
+    }
+}
+
+/* Signals the workers chosen under the lock (lock not held). */
+static void
+wake_flush(pthr *later)
+{
+    while (later != NULL) {
+        pthr *next = later->next_wake;
+        nti_cv_signal(&later->cv);
+        later = next;
     }
 }
 
 static void
-wake_any(nti_pool *p)
+wake_any(nti_pool *p, pthr **later)
 {
     if (p->nidle == 0) {
         return;
     }
     for (unsigned i = 0; i < p->nworkers; i++) {
         if (p->workers[i].idle) {
-            wake(&p->workers[i]);
+            wake(&p->workers[i], later);
             return;
         }
     }
     for (pthr *s = p->spares; s != NULL; s = s->next) {
         if (s->idle) {
-            wake(s);
+            wake(s, later);
             return;
         }
     }
@@ -308,6 +330,7 @@ int
 nti_pool_push_chain(nti_pool *p, uint64_t key, nti_task *head, size_t n)
 {
     int rv = NT_OK;
+    pthr *later = NULL;
     nti_mtx_lock(&p->mtx);
     unsigned i = (unsigned)(key % p->nworkers);
     tqueue *q = &p->wq[i];
@@ -323,9 +346,10 @@ nti_pool_push_chain(nti_pool *p, uint64_t key, nti_task *head, size_t n)
             head = next;
         }
         p->queued += n;
-        wake(&p->workers[i]);
+        wake(&p->workers[i], &later);
     }
     nti_mtx_unlock(&p->mtx);
+    wake_flush(later);
     return rv;
 }
 
@@ -340,6 +364,7 @@ static int
 push_shared(nti_pool *p, nti_task *head, size_t n, bool force, bool front)
 {
     int rv = NT_OK;
+    pthr *later = NULL;
     nti_mtx_lock(&p->mtx);
     if (p->stopping || (p->draining && !force)) {
         rv = NT_ECLOSED;
@@ -367,11 +392,12 @@ push_shared(nti_pool *p, nti_task *head, size_t n, bool force, bool front)
         }
         p->queued += n;
         for (size_t i = 0; i < n; i++) {
-            wake_any(p);
+            wake_any(p, &later);
         }
         maybe_spawn(p);
     }
     nti_mtx_unlock(&p->mtx);
+    wake_flush(later);
     return rv;
 }
 
