@@ -48,8 +48,12 @@ enum {
 };
 #define SEC_HDR_LEN 5 /* type u8 + len u32 */
 #define UNITS_F_EAGER 0x01
-#define UNITS_F_DIRECT 0x02 /* the owner pushed it to every live member */
+#define UNITS_F_DIRECT 0x04 /* the owner pushed it to every live member */
 #define UNITS_F_RESET 0x02
+_Static_assert((UNITS_F_EAGER & UNITS_F_DIRECT) == 0 &&
+                   (UNITS_F_EAGER & UNITS_F_RESET) == 0 &&
+                   (UNITS_F_DIRECT & UNITS_F_RESET) == 0,
+               "UNITS section flags must be distinct bits");
 #define ACC_F_SOFT 0x01 /* from push-pull: dead counts as suspect */
 #define DIGEST_ITEM_LEN (GSP_ID_LEN + 8 + 8 + 8 + 1)
 #define ACCUSE_ITEM_LEN (GSP_ID_LEN + 8 + 8 + 1 + GSP_ID_LEN)

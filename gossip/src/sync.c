@@ -471,11 +471,16 @@ int gspi_units_apply(gsp *g, uint64_t now, gsp_rd *r, size_t *ord)
         }
         size_t k = (*ord)++;
         if (!(g->vbits[k / 8] >> (k % 8) & 1)) {
-            const member *mm = gspi_member_find(g, owner);
-            if (mm && mm->have_hdr && mm->inc == u.inc)
-                g->st.units_stale++;
-            else
+            /* Not verified: stale when checked, or its owner's key was not
+             * known yet.  If it is news now (its owner's header came in
+             * this very frame), the watermark must not move past it, or
+             * anti-entropy would never send it again. */
+            if (gspi_unit_relevant(g, &u)) {
+                complete = false;
                 g->st.units_orphan++;
+            } else {
+                g->st.units_stale++;
+            }
             continue;
         }
         int a = gspi_unit_apply(g, &u, now, (flags & UNITS_F_EAGER) != 0);
@@ -485,6 +490,7 @@ int gspi_units_apply(gsp *g, uint64_t now, gsp_rd *r, size_t *ord)
             continue;
         }
         if (a == 0) {
+            complete = false;
             g->st.units_orphan++;
             continue;
         }

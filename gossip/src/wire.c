@@ -410,6 +410,11 @@ static int verify_one(gsp *g, const punit *u, const punit *pending,
 static int verify_frame(gsp *g, gsp_rd secs)
 {
     size_t ord = 0;
+    /* The sender's own header (first section), once verified, also gives
+     * the key for the sender's entries in later sections: the first frame
+     * from a new member carries both. */
+    punit shdr;
+    bool have_shdr = false, shdr_fresh = false;
     memset(g->vbits, 0, g->vbits_len);
     while (gsp_rd_left(&secs)) {
         uint8_t type;
@@ -423,9 +428,16 @@ static int verify_frame(gsp *g, gsp_rd secs)
         if (type == SEC_HDR) {
             punit u;
             gspi_unit_parse(p, n, g->cfg.max_value, &u);
+            size_t before = ord;
             int rc = verify_one(g, &u, NULL, false, &ord);
             if (rc)
                 return rc;
+            if (!have_shdr && vbit(g, before) && u.type == UNIT_HDR) {
+                const member *m = gspi_member_find(g, u.id);
+                shdr = u;
+                have_shdr = true;
+                shdr_fresh = !m || !m->have_hdr || u.inc > m->inc;
+            }
         } else if (type == SEC_UNITS) {
             gsp_rd_skip(&body, GSP_ID_LEN + 8 * 4 + 1);
             gsp_rd_u16(&body, &cnt);
@@ -436,8 +448,13 @@ static int verify_frame(gsp *g, gsp_rd secs)
                 gsp_rd_blob16(&body, g->cfg.max_frame, &p, &n);
                 gspi_unit_parse(p, n, g->cfg.max_value, &u);
                 size_t before = ord;
-                int rc = verify_one(g, &u, have_pend ? &pend : NULL, fresh,
-                                    &ord);
+                bool by_sender = !have_pend && have_shdr &&
+                                 u.type == UNIT_ENT &&
+                                 memcmp(u.id, shdr.id, GSP_ID_LEN) == 0;
+                int rc = by_sender
+                             ? verify_one(g, &u, &shdr, shdr_fresh, &ord)
+                             : verify_one(g, &u, have_pend ? &pend : NULL,
+                                          fresh, &ord);
                 if (rc)
                     return rc;
                 if (u.type == UNIT_HDR && !have_pend) {
