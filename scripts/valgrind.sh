@@ -4,7 +4,7 @@
 # --leak-check=full and fails on any memory error or any definitely or
 # indirectly lost block.
 #
-#   scripts/valgrind.sh [SUITE...]   # default: test_cluster test_faults
+#   scripts/valgrind.sh [SUITE...]   # default: test_cluster test_faults test_calls
 #
 #   BUILD_DIR  a build without sanitizers (default: build-valgrind)
 #
@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build-valgrind}
 export BUILD_DIR
 BUILD_TYPE=Debug NT_SANITIZE= ./scripts/build.sh >/dev/null
-suites=${*:-test_cluster test_faults}
+suites=${*:-test_cluster test_faults test_calls}
 rc=0
 for t in $suites; do
   exe=$(find "$BUILD_DIR/tests" -type f -name "$t" -perm -u+x | head -1)

@@ -112,6 +112,12 @@ struct nt_node {
     uint64_t digest_changed_ms;
     nti_peer **servers;       /* publisher: one peer per smap entry */
     size_t nservers;
+
+    /* Batched calls (cluster.c; docs/PROTOCOL.md, "Batched calls"). */
+    nti_mtx later_mtx;        /* guards later, later_swept_ms */
+    nti_htab later;           /* our call items sent and unanswered */
+    uint64_t later_swept_ms;
+    _Atomic uint64_t next_ref;
 };
 
 /* Every public entry point brackets its work with these. */

@@ -51,8 +51,14 @@ typedef struct pthr {
     bool exited;        /* spare: its loop has finished */
     bool prefer_shared; /* alternates queues for fairness */
     struct pthr *next;  /* spares list */
-    struct pthr *next_wake; /* a pusher's list of workers to signal */
 } pthr;
+
+/* Workers a pusher chose under the lock, to signal after unlocking. */
+#define WAKE_LATER_MAX 16
+typedef struct {
+    pthr *t[WAKE_LATER_MAX];
+    size_t n;
+} wake_list;
 
 struct nti_pool {
     nti_mtx mtx; /* guards everything below */
@@ -105,14 +111,13 @@ tq_pop(tqueue *q)
  * pool, so the late signal is safe.  A spare may leave and be freed once
  * the lock is dropped, so it is signalled at once. */
 static void
-wake(pthr *t, pthr **later)
+wake(pthr *t, wake_list *later)
 {
     if (t->idle) {
         t->idle = false;
         t->pool->nidle--;
-        if (t->index >= 0 && later != NULL) {
-            t->next_wake = *later;
-            *later = t;
+        if (t->index >= 0 && later != NULL && later->n < WAKE_LATER_MAX) {
+            later->t[later->n++] = t;
         } else {
             nti_cv_signal(&t->cv);
         }
@@ -121,17 +126,15 @@ wake(pthr *t, pthr **later)
 
 /* Signals the workers chosen under the lock (lock not held). */
 static void
-wake_flush(pthr *later)
+wake_flush(const wake_list *later)
 {
-    while (later != NULL) {
-        pthr *next = later->next_wake;
-        nti_cv_signal(&later->cv);
-        later = next;
+    for (size_t i = 0; i < later->n; i++) {
+        nti_cv_signal(&later->t[i]->cv);
     }
 }
 
 static void
-wake_any(nti_pool *p, pthr **later)
+wake_any(nti_pool *p, wake_list *later)
 {
     if (p->nidle == 0) {
         return;
@@ -330,7 +333,7 @@ int
 nti_pool_push_chain(nti_pool *p, uint64_t key, nti_task *head, size_t n)
 {
     int rv = NT_OK;
-    pthr *later = NULL;
+    wake_list later = { .n = 0 };
     nti_mtx_lock(&p->mtx);
     unsigned i = (unsigned)(key % p->nworkers);
     tqueue *q = &p->wq[i];
@@ -349,7 +352,7 @@ nti_pool_push_chain(nti_pool *p, uint64_t key, nti_task *head, size_t n)
         wake(&p->workers[i], &later);
     }
     nti_mtx_unlock(&p->mtx);
-    wake_flush(later);
+    wake_flush(&later);
     return rv;
 }
 
@@ -364,7 +367,7 @@ static int
 push_shared(nti_pool *p, nti_task *head, size_t n, bool force, bool front)
 {
     int rv = NT_OK;
-    pthr *later = NULL;
+    wake_list later = { .n = 0 };
     nti_mtx_lock(&p->mtx);
     if (p->stopping || (p->draining && !force)) {
         rv = NT_ECLOSED;
@@ -397,7 +400,7 @@ push_shared(nti_pool *p, nti_task *head, size_t n, bool force, bool front)
         maybe_spawn(p);
     }
     nti_mtx_unlock(&p->mtx);
-    wake_flush(later);
+    wake_flush(&later);
     return rv;
 }
 

@@ -50,6 +50,7 @@ struct nti_call {
     size_t n, done;
     bool started, complete, closed;
     bool unmeasured;
+    bool inline_cb; /* internal callback: run where the call completes */
     uint64_t start_us;
     nt_results *res;
     uint64_t *peers;
@@ -270,6 +271,21 @@ nti_call_unmeasured(nti_call *c)
     c->unmeasured = true;
 }
 
+void
+nti_call_inline_cb(nti_call *c)
+{
+    c->inline_cb = true;
+}
+
+bool
+nti_call_is_complete(nti_call *c)
+{
+    nti_mtx_lock(&c->tab->mtx);
+    bool done = c->complete;
+    nti_mtx_unlock(&c->tab->mtx);
+    return done;
+}
+
 /* Fills slot i.  Lock held.  Returns true when this completed the call
  * and an asynchronous callback must be dispatched by the caller (after
  * unlocking). */
@@ -315,8 +331,9 @@ finish(nti_call *c, bool dispatch)
     if (dispatch) {
         /* The pending reference moves to the callback task. */
         c->cbtask.next = NULL;
-        if (nti_pool_push_shared(c->tab->pool, &c->cbtask, 1, true) !=
-            NT_OK) {
+        if (c->inline_cb ||
+            nti_pool_push_shared(c->tab->pool, &c->cbtask, 1, true) !=
+                NT_OK) {
             cb_run(&c->cbtask);
         }
         return;

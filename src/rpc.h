@@ -87,5 +87,10 @@ typedef struct {
 void nti_rpctab_latency(nti_rpctab *tab, nti_lat_hist *out);
 /* Server-side helper calls are not counted. */
 void nti_call_unmeasured(nti_call *c);
+/* The callback is the node's own short, non-blocking code (it answers a
+ * peer): run it on the thread that completes the call instead of handing
+ * it to a worker.  Before nti_call_start. */
+void nti_call_inline_cb(nti_call *c);
+bool nti_call_is_complete(nti_call *c);
 
 #endif

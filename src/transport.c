@@ -78,13 +78,27 @@ typedef struct nitem {
     uint64_t regs[];
 } nitem;
 
+/* A queue of nti_xitem that leave in batches (CALLS, RESULTS_TO). */
+typedef struct {
+    nti_xitem *h, *t;
+    size_t n;
+    unsigned batches; /* frames in flight */
+    size_t inflight;  /* items in them */
+    uint64_t retry_at;
+} xqueue;
+
+enum { XQ_CALLS = 0, XQ_RESULTS = 1 };
+#define XQ_TRIES 3 /* sends of one results item, at most */
+
 typedef struct cctx {
     nti_peer *p;
     nng_ctx ctx;
     nng_aio *aio;
     int state;
     nti_creq *req;   /* a single request, or */
-    nitem *batch;    /* a notification batch */
+    nitem *batch;    /* a notification batch, or */
+    nti_xitem *xbatch; /* a CALLS (xkind 0) or RESULTS_TO (1) batch */
+    int xkind;
     size_t nbatch;
     uint64_t seq;    /* of what is in flight, for reply binding */
     uint64_t gen;    /* peer generation when the receive was posted */
@@ -118,6 +132,7 @@ struct nti_peer {
     size_t inflight_items; /* in batches on the wire: count against depth */
     unsigned batches;
     uint64_t retry_at;
+    xqueue xq[2]; /* [XQ_CALLS] call items, [XQ_RESULTS] late results */
     nti_peer *next; /* tp->peers list */
 };
 
@@ -175,6 +190,7 @@ struct nti_tp {
     size_t nreplay;
 
     nti_tp *next_abandoned;
+    char reply_to[NTI_ADDR_MAX + 1]; /* CALLS: where results come back */
     _Atomic uint64_t seq;
     _Atomic uint64_t last_warn; /* rate limit for drop warnings */
     _Atomic uint64_t st_frames_in, st_bytes_in, st_frames_out, st_bytes_out;
@@ -184,6 +200,7 @@ struct nti_tp {
     _Atomic uint64_t st_notify_in;
     _Atomic uint64_t st_rejected, st_notify_sent, st_notify_unacked,
         st_notify_retried, st_connects, st_disconnects;
+    _Atomic uint64_t st_call_frames, st_calls, st_late;
 };
 
 /*
@@ -309,6 +326,7 @@ kind_of_type(uint8_t type)
         return NTI_K_NOTIFY;
     case NTI_T_CALL:
     case NTI_T_ROUTE_CALL:
+    case NTI_T_CALLS:
         return NTI_K_RPC;
     case NTI_T_PUBLISH:
         return NTI_K_PUBLISH;
@@ -743,7 +761,7 @@ srv_handle(nti_tp *tp, nti_sreq *s, nng_msg *m)
     nti_drop why = NTI_DROP_MALFORMED;
     if (nti_wire_hdr_get(&r, &h) != GSP_OK ||
         nti_wire_check(pt, ptlen) != GSP_OK || h.type < NTI_T_NOTIFY ||
-        h.type > NTI_T_INFO) {
+        h.type > NTI_T_RESULTS_TO) {
         st = NT_EPROTO;
     } else if ((memcmp(h.dest, zero, NTI_ID_LEN) != 0 &&
                 memcmp(h.dest, tp->self_id, NTI_ID_LEN) != 0)) {
@@ -844,6 +862,22 @@ sreq_cb(void *arg)
         }
         nti_mtx_unlock(&tp->srv_mtx);
     }
+}
+
+bool
+nti_tp_hold(nti_tp *tp)
+{
+    if (atomic_fetch_add(&tp->held, 1) >= tp->cfg.max_inflight) {
+        atomic_fetch_sub(&tp->held, 1);
+        return false;
+    }
+    return true;
+}
+
+void
+nti_tp_unhold(nti_tp *tp)
+{
+    atomic_fetch_sub(&tp->held, 1);
 }
 
 bool
@@ -1115,6 +1149,208 @@ batch_bytes(const nti_tp *tp)
     return cap < BATCH_BYTES ? cap : BATCH_BYTES;
 }
 
+/* ---- batched calls and results (nti_xitem) ---- */
+
+static void
+xitem_free(nti_xitem *x)
+{
+    free(x->body);
+    free(x);
+}
+
+/* Encodes and seals a CALLS or RESULTS_TO batch of n items. */
+static int
+xbatch_msg(nti_tp *tp, int kind, nti_xitem *items, size_t n, uint64_t *seq,
+           nng_msg **out)
+{
+    size_t alen = kind == XQ_CALLS ? strlen(tp->reply_to) : 0;
+    size_t len = NTI_HDR_LEN + (kind == XQ_CALLS ? 1 + alen : 0) + 4;
+    for (nti_xitem *x = items; x != NULL; x = x->next) {
+        len += x->len;
+    }
+    uint8_t *pt = malloc(len);
+    if (pt == NULL) {
+        return NT_ENOMEM;
+    }
+    *seq = nti_tp_hdr(tp, kind == XQ_CALLS ? NTI_T_CALLS : NTI_T_RESULTS_TO,
+                      items->dest, items->dest_boot, 0, pt);
+    gsp_wr w;
+    gsp_wr_init(&w, pt + NTI_HDR_LEN, len - NTI_HDR_LEN);
+    if (kind == XQ_CALLS) {
+        gsp_wr_blob8(&w, tp->reply_to, alen);
+    }
+    gsp_wr_u32(&w, (uint32_t)n);
+    for (nti_xitem *x = items; x != NULL; x = x->next) {
+        gsp_wr_bytes(&w, x->body, x->len);
+    }
+    int rv = seal_msg(tp, NTI_CH_DATA, pt, len, out);
+    free(pt);
+    return rv;
+}
+
+/* Pops a batch off xq[kind]: the items at the head for the same member,
+ * bounded in count and bytes.  Lock held. */
+static nti_xitem *
+xbatch_take(nti_peer *p, int kind, size_t *nb)
+{
+    xqueue *q = &p->xq[kind];
+    nti_xitem *batch = NULL, **tail = &batch;
+    size_t bytes = 0, limit = batch_bytes(p->tp), most = BATCH_ITEMS;
+    if (kind == XQ_CALLS) {
+        /* Calls in flight to one peer stay within max_peer_inflight, as
+         * single requests do: the rest wait here, not in its queues. */
+        size_t room = p->tp->cfg.max_peer_inflight - q->inflight;
+        most = room < most ? room : most;
+    }
+    *nb = 0;
+    while (q->h != NULL && *nb < most) {
+        nti_xitem *x = q->h;
+        if (*nb > 0 && (bytes + x->len > limit ||
+                        memcmp(x->dest, batch->dest, NTI_ID_LEN) ||
+                        x->dest_boot != batch->dest_boot)) {
+            break;
+        }
+        q->h = x->next;
+        x->next = NULL;
+        *tail = x;
+        tail = &x->next;
+        bytes += x->len;
+        (*nb)++;
+    }
+    if (q->h == NULL) {
+        q->t = NULL;
+    }
+    q->n -= *nb;
+    q->batches++;
+    q->inflight += *nb;
+    return batch;
+}
+
+/* Results to send again: back to the head of their queue (or freed when
+ * they have been tried enough or the peer is going).  Lock not held. */
+static void
+xresults_requeue(nti_peer *p, nti_xitem *rest)
+{
+    nti_xitem *keep = NULL, **tail = &keep, *last = NULL;
+    size_t n = 0;
+    nti_mtx_lock(&p->mtx);
+    bool going = p->retired || p->closed;
+    while (rest != NULL) {
+        nti_xitem *next = rest->next;
+        rest->next = NULL;
+        if (going || ++rest->tries >= XQ_TRIES) {
+            xitem_free(rest);
+        } else {
+            *tail = rest;
+            tail = &rest->next;
+            last = rest;
+            n++;
+        }
+        rest = next;
+    }
+    if (keep != NULL) {
+        xqueue *q = &p->xq[XQ_RESULTS];
+        last->next = q->h;
+        q->h = keep;
+        if (q->t == NULL) {
+            q->t = last;
+        }
+        q->n += n;
+        q->retry_at = nti_clock_ms() + RETRY_MS;
+    }
+    nti_mtx_unlock(&p->mtx);
+}
+
+/* Settles a CALLS or RESULTS_TO batch.  st is NT_OK with the opened reply
+ * (h, pt) or the error; sent says whether the frame left.  Lock not
+ * held. */
+static void
+xbatch_settle(nti_peer *p, cctx *c, int st, const nti_hdr *h,
+              const uint8_t *pt, size_t ptlen, bool sent)
+{
+    nti_xitem *x = c->xbatch;
+    int kind = c->xkind;
+    c->xbatch = NULL;
+    nti_mtx_lock(&p->mtx);
+    p->xq[kind].batches--;
+    p->xq[kind].inflight -= c->nbatch;
+    nti_mtx_unlock(&p->mtx);
+    gsp_rd rd;
+    bool answered = st == NT_OK && h != NULL && pt != NULL;
+    if (answered) {
+        gsp_rd_init(&rd, pt + NTI_HDR_LEN, ptlen - NTI_HDR_LEN);
+    }
+    if (kind == XQ_RESULTS) {
+        uint32_t acked = 0, why = 0;
+        if (answered && h->type == NTI_T_ACK) {
+            gsp_rd_u32(&rd, &acked);
+            gsp_rd_u32(&rd, &why);
+        }
+        while (x != NULL && acked > 0) {
+            nti_xitem *next = x->next;
+            xitem_free(x);
+            x = next;
+            acked--;
+        }
+        /* The rest: refused for good (a malformed or unknown ref is not
+         * worth a retry), or to send again (a full queue, a lost
+         * connection: the caller ignores a result it has already). */
+        bool again = answered ? (int32_t)why == NT_EAGAIN
+                              : (st != NT_EAUTH && st != NT_EPROTO);
+        if (again) {
+            xresults_requeue(p, x);
+        } else {
+            while (x != NULL) {
+                nti_xitem *next = x->next;
+                xitem_free(x);
+                x = next;
+            }
+        }
+        return;
+    }
+    uint32_t n = 0;
+    if (answered && h->type == NTI_T_CALLS_ACK) {
+        gsp_rd_u32(&rd, &n);
+    } else if (answered) {
+        st = NT_EPROTO;
+    }
+    int lost = !sent ? NT_EUNREACHABLE : st != NT_OK ? st : NT_EPROTO;
+    for (uint32_t i = 0; x != NULL; i++) {
+        nti_xitem *next = x->next;
+        x->next = NULL;
+        free(x->body);
+        x->body = NULL;
+        uint8_t state = 0xff;
+        uint32_t status = 0;
+        if (i < n && gsp_rd_u8(&rd, &state) == GSP_OK) {
+            if (state == NTI_CA_DONE) {
+                gsp_rd sub = rd;
+                if (nti_wire_results_skip(&rd) == GSP_OK) {
+                    x->done(x, NTI_CA_DONE, NT_OK, &sub);
+                } else {
+                    x->done(x, -1, NT_EPROTO, NULL);
+                }
+            } else if (state == NTI_CA_REFUSED &&
+                       gsp_rd_u32(&rd, &status) == GSP_OK) {
+                x->done(x, NTI_CA_REFUSED, (int32_t)status, NULL);
+            } else if (state == NTI_CA_LATER) {
+                x->done(x, NTI_CA_LATER, NT_OK, NULL);
+            } else {
+                x->done(x, -1, NT_EPROTO, NULL);
+            }
+        } else {
+            x->done(x, -1, lost, NULL);
+        }
+        x = next;
+    }
+}
+
+void
+nti_tp_set_reply_to(nti_tp *tp, const char *addr)
+{
+    snprintf(tp->reply_to, sizeof(tp->reply_to), "%s", addr ? addr : "");
+}
+
 /* Takes a context to run work on, creating one if allowed.  Lock held. */
 static cctx *
 ctx_take(nti_peer *p, bool gossip)
@@ -1309,6 +1545,9 @@ cctx_cb(void *arg)
         if (c->batch != NULL) {
             batch_settle(p, c, 0, false);
         }
+        if (c->xbatch != NULL) {
+            xbatch_settle(p, c, NT_EUNREACHABLE, NULL, NULL, 0, false);
+        }
         ctx_release(p, c, rv);
         if (r != NULL) {
             /* Whatever nng says (closed, reset, cancelled), the request
@@ -1355,6 +1594,14 @@ cctx_cb(void *arg)
         peer_kick(p);
         return;
     }
+    if (c->xbatch != NULL) {
+        xbatch_settle(p, c, st, st == NT_OK && pt != NULL ? &h : NULL, pt,
+                      ptlen, true);
+        free(pt);
+        ctx_release(p, c, rv);
+        peer_kick(p);
+        return;
+    }
     ctx_release(p, c, rv);
     if (r != NULL) {
         r->done(r, st, st == NT_OK && pt ? &h : NULL, pt, ptlen);
@@ -1383,15 +1630,26 @@ peer_kick(nti_peer *p)
     for (;;) {
         nti_creq *r = NULL;
         nitem *batch = NULL;
+        nti_xitem *xbatch = NULL;
+        int xkind = 0;
         size_t nb = 0;
         nti_mtx_lock(&p->mtx);
         if (p->retired || p->closed) {
             nti_mtx_unlock(&p->mtx);
             return;
         }
+        uint64_t now = nti_clock_ms();
         bool want_batch = p->nh != NULL && p->batches < NBATCH &&
-                          nti_clock_ms() >= p->retry_at;
-        if (p->gh == NULL && p->qh == NULL && !want_batch) {
+                          now >= p->retry_at;
+        bool want_x[2];
+        for (int k = 0; k < 2; k++) {
+            want_x[k] = p->xq[k].h != NULL && p->xq[k].batches < NBATCH &&
+                        now >= p->xq[k].retry_at &&
+                        (k != XQ_CALLS || p->xq[k].inflight <
+                                              tp->cfg.max_peer_inflight);
+        }
+        if (p->gh == NULL && p->qh == NULL && !want_batch && !want_x[0] &&
+            !want_x[1]) {
             nti_mtx_unlock(&p->mtx);
             return;
         }
@@ -1416,6 +1674,10 @@ peer_kick(nti_peer *p)
             }
             p->qn--;
             r->next = NULL;
+        } else if (want_x[XQ_RESULTS] || want_x[XQ_CALLS]) {
+            /* Results first: they finish calls already running. */
+            xkind = want_x[XQ_RESULTS] ? XQ_RESULTS : XQ_CALLS;
+            xbatch = xbatch_take(p, xkind, &nb);
         } else {
             /* A batch: same destination, bounded items and bytes. */
             size_t bytes = 0;
@@ -1445,6 +1707,8 @@ peer_kick(nti_peer *p)
         c->state = C_SEND;
         c->req = r;
         c->batch = batch;
+        c->xbatch = xbatch;
+        c->xkind = xkind;
         c->nbatch = nb;
         p->last_used = nti_clock_ms();
         p->sending++;
@@ -1452,12 +1716,25 @@ peer_kick(nti_peer *p)
 
         nng_msg *m = NULL;
         int rv;
-        nti_kind_wire kind = batch != NULL                ? NTI_K_NOTIFY
+        nti_kind_wire kind = batch != NULL ? NTI_K_NOTIFY
+                             : xbatch != NULL
+                                 ? (xkind == XQ_CALLS ? NTI_K_RPC : NTI_K_REPLY)
                              : r->channel == NTI_CH_GOSSIP ? NTI_K_GOSSIP
                              : r->len > 1 ? kind_of_type(r->frame[1])
                                           : NTI_K_INFO;
         if (batch != NULL) {
             rv = batch_msg(tp, batch, nb, &c->seq, &m);
+        } else if (xbatch != NULL) {
+            rv = xbatch_msg(tp, xkind, xbatch, nb, &c->seq, &m);
+            if (xkind == XQ_CALLS) {
+                atomic_fetch_add_explicit(&tp->st_call_frames, 1,
+                                          memory_order_relaxed);
+                atomic_fetch_add_explicit(&tp->st_calls, nb,
+                                          memory_order_relaxed);
+            } else {
+                atomic_fetch_add_explicit(&tp->st_late, nb,
+                                          memory_order_relaxed);
+            }
         } else if (r->channel == NTI_CH_GOSSIP) {
             rv = nng_msg_alloc(&m, 1 + r->len) == 0 ? NT_OK : NT_ENOMEM;
             if (rv == NT_OK) {
@@ -1478,6 +1755,9 @@ peer_kick(nti_peer *p)
             peer_sent(p);
             if (batch != NULL) {
                 batch_settle(p, c, 0, false);
+            }
+            if (xbatch != NULL) {
+                xbatch_settle(p, c, rv, NULL, NULL, 0, false);
             }
             ctx_release(p, c, 0);
             if (r != NULL) {
@@ -1581,6 +1861,64 @@ nti_peer_notify(nti_peer *p, nti_msg *m, const uint8_t *dest,
     return NT_OK;
 }
 
+int
+nti_peer_call(nti_peer *p, nti_xitem *x)
+{
+    if (p->tp->reply_to[0] == '\0') {
+        return NT_EINVAL;
+    }
+    if (x->len + 1024 > batch_bytes(p->tp)) {
+        return NT_EMSGSIZE;
+    }
+    x->next = NULL;
+    x->tries = 0;
+    nti_mtx_lock(&p->mtx);
+    if (p->retired || p->closed) {
+        nti_mtx_unlock(&p->mtx);
+        return NT_EUNREACHABLE;
+    }
+    xqueue *q = &p->xq[XQ_CALLS];
+    if (q->n >= MAX_QUEUED_REQS) {
+        nti_mtx_unlock(&p->mtx);
+        return NT_EAGAIN;
+    }
+    if (q->t != NULL) {
+        q->t->next = x;
+    } else {
+        q->h = x;
+    }
+    q->t = x;
+    q->n++;
+    nti_mtx_unlock(&p->mtx);
+    peer_kick(p);
+    return NT_OK;
+}
+
+void
+nti_peer_results(nti_peer *p, nti_xitem *x)
+{
+    x->next = NULL;
+    x->tries = 0;
+    nti_mtx_lock(&p->mtx);
+    xqueue *q = &p->xq[XQ_RESULTS];
+    if (p->retired || p->closed || q->n >= MAX_QUEUED_REQS ||
+        x->len + 1024 > batch_bytes(p->tp)) {
+        /* The caller's deadline (or peer loss) ends its wait. */
+        nti_mtx_unlock(&p->mtx);
+        xitem_free(x);
+        return;
+    }
+    if (q->t != NULL) {
+        q->t->next = x;
+    } else {
+        q->h = x;
+    }
+    q->t = x;
+    q->n++;
+    nti_mtx_unlock(&p->mtx);
+    peer_kick(p);
+}
+
 /* ---- maintenance ----------------------------------------------------------- */
 
 /* Cancels receives posted before the last connection loss (all of them
@@ -1620,6 +1958,11 @@ peer_fail_queued(nti_peer *p)
     }
     nitem *it = p->nh;
     size_t nn = p->nn;
+    nti_xitem *xc = p->xq[XQ_CALLS].h, *xr = p->xq[XQ_RESULTS].h;
+    for (int k = 0; k < 2; k++) {
+        p->xq[k].h = p->xq[k].t = NULL;
+        p->xq[k].n = 0;
+    }
     p->qh = p->qt = NULL;
     p->qn = 0;
     p->gh = p->gt = NULL;
@@ -1640,6 +1983,19 @@ peer_fail_queued(nti_peer *p)
         nitem *next = it->next;
         nitem_free(it);
         it = next;
+    }
+    while (xc != NULL) {
+        nti_xitem *next = xc->next;
+        xc->next = NULL;
+        free(xc->body);
+        xc->body = NULL;
+        xc->done(xc, -1, NT_EUNREACHABLE, NULL);
+        xc = next;
+    }
+    while (xr != NULL) {
+        nti_xitem *next = xr->next;
+        xitem_free(xr);
+        xr = next;
     }
 }
 
@@ -1692,10 +2048,14 @@ maint_main(void *arg)
             nti_peer *p = *pp;
             nti_mtx_lock(&p->mtx);
             bool reset = p->reset_pending;
-            bool retry = p->nh != NULL && now >= p->retry_at;
+            bool retry = (p->nh != NULL && now >= p->retry_at) ||
+                         (p->xq[XQ_RESULTS].h != NULL &&
+                          now >= p->xq[XQ_RESULTS].retry_at);
             bool idle = atomic_load(&p->refs) == 1 && p->qh == NULL &&
                         p->gh == NULL &&
                         p->nh == NULL && p->batches == 0 &&
+                        p->xq[0].h == NULL && p->xq[0].batches == 0 &&
+                        p->xq[1].h == NULL && p->xq[1].batches == 0 &&
                         now - p->last_used > IDLE_RETIRE_MS;
             if (idle && !p->retired) {
                 p->retired = true;
@@ -1986,6 +2346,9 @@ nti_tp_stats_get(nti_tp *tp, nti_tp_stats *st)
     st->connects = atomic_load(&tp->st_connects);
     st->disconnects = atomic_load(&tp->st_disconnects);
     st->requests_held = atomic_load(&tp->held);
+    st->call_frames_sent = atomic_load(&tp->st_call_frames);
+    st->calls_sent = atomic_load(&tp->st_calls);
+    st->results_late_sent = atomic_load(&tp->st_late);
     st->conns = atomic_load(&tp->conns);
     nti_mtx_lock(&tp->peers_mtx);
     for (nti_peer *p = tp->peers; p != NULL; p = p->next) {

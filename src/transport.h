@@ -72,6 +72,9 @@ typedef struct {
     uint64_t peers;              /* open peer connections */
     uint64_t notify_queued;      /* waiting in peer queues */
     uint64_t requests_held;      /* server: calls waiting for a handler */
+    uint64_t call_frames_sent;   /* CALLS frames */
+    uint64_t calls_sent;         /* call items in them */
+    uint64_t results_late_sent;  /* RESULTS_TO items (answers after 2 ms) */
     uint64_t conns;              /* server: connections now */
 } nti_tp_stats;
 
@@ -175,6 +178,39 @@ void nti_peer_unreserve(nti_peer *p, unsigned n);
 int nti_peer_notify(nti_peer *p, nti_msg *m, const uint8_t *dest,
                     uint64_t dest_boot, const uint64_t *regs, size_t nregs);
 
+/* ---- batched calls and their late results ----------------------------- */
+
+/* One item of a CALLS or RESULTS_TO frame (docs/PROTOCOL.md, "Batched
+ * calls"): the item's bytes are encoded by its submitter. */
+typedef struct nti_xitem nti_xitem;
+struct nti_xitem {
+    nti_xitem *next;            /* transport use */
+    uint8_t dest[NTI_ID_LEN];   /* the member it is for */
+    uint64_t dest_boot;
+    uint8_t *body;  /* malloc'd item bytes; the transport frees it */
+    size_t len;
+    unsigned tries; /* transport use */
+    /* CALLS items only: the item's fate, exactly once, on an nng or
+     * transport thread with no lock held: state NTI_CA_DONE (r reads its
+     * RESULTS body), NTI_CA_LATER, NTI_CA_REFUSED (status), or -1: lost
+     * with status (NT_EPEERLOST: the frame left and its answer did not
+     * come back; NT_EUNREACHABLE: it never left; NT_EPROTO, NT_EAUTH). The
+     * item then belongs to its submitter again.  RESULTS_TO items have no
+     * done: the transport frees them once acknowledged or given up. */
+    void (*done)(nti_xitem *x, int state, int status, gsp_rd *r);
+};
+
+/* The address callees send RESULTS_TO frames to (our advertised one);
+ * CALLS frames carry it.  Set once before the first nti_peer_call. */
+void nti_tp_set_reply_to(nti_tp *tp, const char *addr);
+/* Queues a call item to p.  NT_OK (done will run), or NT_EUNREACHABLE
+ * (peer retired), NT_EAGAIN (8192 call items waiting), NT_EMSGSIZE,
+ * NT_EINVAL (no reply_to address); on an error nothing was taken. */
+int nti_peer_call(nti_peer *p, nti_xitem *x);
+/* Queues a results item to p (taken in every case: freed on error).
+ * Sent again after a lost connection, up to 3 times. */
+void nti_peer_results(nti_peer *p, nti_xitem *x);
+
 /* ---- server side -------------------------------------------------------- */
 
 /* Answers a request with a plaintext reply (header included, built with
@@ -185,6 +221,9 @@ void nti_sreq_reply(nti_sreq *sr, uint8_t *pt, size_t len);
 const char *nti_sreq_remote(const nti_sreq *sr);
 /* Counts calls held for later answers; false when max_inflight is hit. */
 bool nti_sreq_hold(nti_sreq *sr);
+/* The same count for a batched call item (no request of its own). */
+bool nti_tp_hold(nti_tp *tp);
+void nti_tp_unhold(nti_tp *tp);
 
 void nti_tp_stats_get(nti_tp *tp, nti_tp_stats *st);
 /* The node reports notifications it accepted from peers. */

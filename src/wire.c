@@ -222,6 +222,44 @@ nti_wire_item_get(gsp_rd *r, nti_witem *it)
 }
 
 int
+nti_wire_results_skip(gsp_rd *r)
+{
+    int32_t st;
+    uint16_t count;
+    if (nti_wire_results_head_get(r, &st, &count) != GSP_OK) {
+        return GSP_EMALFORMED;
+    }
+    for (uint16_t i = 0; i < count; i++) {
+        nti_witem it;
+        if (nti_wire_item_get(r, &it) != GSP_OK) {
+            return GSP_EMALFORMED;
+        }
+    }
+    return GSP_OK;
+}
+
+int
+nti_wire_calls_item_get(gsp_rd *r, uint64_t *ref, nti_wmsg *m)
+{
+    if (gsp_rd_u64(r, ref) != GSP_OK) {
+        return GSP_EMALFORMED;
+    }
+    return nti_wire_msg_get(r, NTI_T_CALL, m);
+}
+
+/* A u32 item count that is at least 1 and that the rest of the frame can
+ * hold at min bytes an item. */
+static int
+count_get(gsp_rd *r, size_t min, uint32_t *n)
+{
+    if (gsp_rd_u32(r, n) != GSP_OK || *n == 0 ||
+        (size_t)*n * min > gsp_rd_left(r)) {
+        return GSP_EMALFORMED;
+    }
+    return GSP_OK;
+}
+
+int
 nti_wire_check(const uint8_t *pt, size_t len)
 {
     gsp_rd r;
@@ -240,6 +278,60 @@ nti_wire_check(const uint8_t *pt, size_t len)
         }
         for (uint32_t i = 0; i < n; i++) {
             if (nti_wire_msg_get(&r, NTI_T_NOTIFY, &m) != GSP_OK) {
+                return GSP_EMALFORMED;
+            }
+        }
+        break;
+    }
+    case NTI_T_CALLS: {
+        const uint8_t *a;
+        size_t alen = 0;
+        uint32_t n = 0;
+        uint64_t ref;
+        if (gsp_rd_blob8(&r, NTI_ADDR_MAX, &a, &alen) != GSP_OK ||
+            alen == 0 || count_get(&r, 8, &n) != GSP_OK) {
+            return GSP_EMALFORMED;
+        }
+        for (uint32_t i = 0; i < n; i++) {
+            if (nti_wire_calls_item_get(&r, &ref, &m) != GSP_OK) {
+                return GSP_EMALFORMED;
+            }
+        }
+        break;
+    }
+    case NTI_T_RESULTS_TO: {
+        uint32_t n = 0;
+        uint64_t ref;
+        if (count_get(&r, 8 + 6, &n) != GSP_OK) {
+            return GSP_EMALFORMED;
+        }
+        for (uint32_t i = 0; i < n; i++) {
+            if (gsp_rd_u64(&r, &ref) != GSP_OK ||
+                nti_wire_results_skip(&r) != GSP_OK) {
+                return GSP_EMALFORMED;
+            }
+        }
+        break;
+    }
+    case NTI_T_CALLS_ACK: {
+        uint32_t n = 0;
+        if (count_get(&r, 1, &n) != GSP_OK) {
+            return GSP_EMALFORMED;
+        }
+        for (uint32_t i = 0; i < n; i++) {
+            uint8_t st = 0xff;
+            uint32_t status = 0;
+            gsp_rd_u8(&r, &st);
+            if (st == NTI_CA_DONE) {
+                if (nti_wire_results_skip(&r) != GSP_OK) {
+                    return GSP_EMALFORMED;
+                }
+            } else if (st == NTI_CA_REFUSED) {
+                if (gsp_rd_u32(&r, &status) != GSP_OK ||
+                    (int32_t)status >= 0) {
+                    return GSP_EMALFORMED;
+                }
+            } else if (st != NTI_CA_LATER) {
                 return GSP_EMALFORMED;
             }
         }

@@ -26,10 +26,18 @@ enum {
     NTI_T_PUBLISH = 3,
     NTI_T_ROUTE_CALL = 4,
     NTI_T_INFO = 5,
+    NTI_T_CALLS = 6,      /* batched calls; reply CALLS_ACK */
+    NTI_T_RESULTS_TO = 7, /* results of 'later' calls, callee -> caller */
     NTI_T_ACK = 16,
     NTI_T_RESULTS = 17,
     NTI_T_TEXT = 18,
+    NTI_T_CALLS_ACK = 19,
 };
+
+/* CALLS_ACK entry states. */
+enum { NTI_CA_DONE = 0, NTI_CA_LATER = 1, NTI_CA_REFUSED = 2 };
+
+#define NTI_ADDR_MAX 255 /* reply_to: a str */
 
 /* Channel bytes in front of a sealed frame. */
 #define NTI_CH_GOSSIP 'G'
@@ -99,6 +107,14 @@ void nti_wire_item_put(gsp_wr *w, int32_t status, int32_t code,
                        const char *node, const void *data, size_t len);
 int nti_wire_results_head_get(gsp_rd *r, int32_t *status, uint16_t *count);
 int nti_wire_item_get(gsp_rd *r, nti_witem *it);
+/* Checks a whole RESULTS body at r and moves past it.  GSP_OK or
+ * GSP_EMALFORMED. */
+int nti_wire_results_skip(gsp_rd *r);
+
+/* CALLS: str reply_to, u32 n, then n items (u64 ref + CALL body).
+ * RESULTS_TO: u32 n, then n items (u64 ref + RESULTS body).
+ * CALLS_ACK: u32 n, then n entries (u8 state [+ RESULTS body | i32]). */
+int nti_wire_calls_item_get(gsp_rd *r, uint64_t *ref, nti_wmsg *m);
 
 /* Reads a name (1..255 bytes, no NUL) into buf (256 bytes). */
 int nti_wire_name_get(gsp_rd *r, char *buf);

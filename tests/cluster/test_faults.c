@@ -187,12 +187,23 @@ test_sigkill_during_stream(void)
     tu_counter_init(&t.done);
     pthread_mutex_init(&t.mtx, NULL);
     long calls = 0, pubs = 0, refused = 0;
-    uint64_t kill_at = tu_now_ms() + 300, end = kill_at + 700;
+    /* Kill mid-stream: after 300 ms and once some calls have been answered
+     * (a slow machine, or valgrind, may need longer for that; 20 s at
+     * most), then keep going for 700 ms. */
+    uint64_t kill_at = tu_now_ms() + 300, last_kill = kill_at + 20000;
+    uint64_t end = UINT64_MAX;
     bool killed = false;
     for (long i = 0; tu_now_ms() < end && i < 200000; i++) {
-        if (!killed && tu_now_ms() >= kill_at) {
-            kill(c.pid, SIGKILL); /* mid-stream */
-            killed = true;
+        uint64_t now = tu_now_ms();
+        if (!killed && now >= kill_at && i % 64 == 0) {
+            pthread_mutex_lock(&t.mtx);
+            bool answered = t.ok >= 10;
+            pthread_mutex_unlock(&t.mtx);
+            if (answered || now >= last_kill) {
+                kill(c.pid, SIGKILL);
+                killed = true;
+                end = now + 700;
+            }
         }
         int rv = nt_publish(a, "sink", (uint64_t)i, "c", "n", 1);
         if (rv == NT_OK) {
