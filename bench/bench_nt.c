@@ -201,6 +201,29 @@ rpc_lat(const opts *o)
 
 /* ---- RPC throughput --------------------------------------------------- */
 
+/* A stat of n by name from its JSON stats, or -1. */
+static double
+stat_num(nt_node *n, const char *name)
+{
+    char *js = NULL;
+    if (nt_node_info(n, "stats", NT_INFO_JSON, 5000, &js) != NT_OK) {
+        return -1;
+    }
+    char pat[96];
+    snprintf(pat, sizeof(pat), "\"%s\":", name);
+    const char *at = strstr(js, pat);
+    double v = at ? strtod(at + strlen(pat), NULL) : -1;
+    nt_free(js);
+    return v;
+}
+
+static double
+stat_ratio(nt_node *n, const char *num, const char *den)
+{
+    double a = stat_num(n, num), b = stat_num(n, den);
+    return a >= 0 && b > 0 ? a / b : 0;
+}
+
 typedef struct {
     nt_node *n;
     const unsigned char *payload;
@@ -318,9 +341,12 @@ rpc_tput(const opts *o)
     unsigned left = t.inflight;
     pthread_mutex_unlock(&t.mtx);
     double rate = (double)(c1 - c0) / ((double)(t1 - t0) / 1e9);
+    /* How well calls were batched: call items per CALLS frame. */
+    double per_frame = stat_ratio(n, "calls_sent", "call_frames_sent");
     printf("RESULT impl=nt test=rpc-tput size=%zu window=%u rate=%.0f "
-           "errors=%lu eagain=%lu undrained=%u\n",
-        o->size, o->window, rate, atomic_load(&t.errors), eagain, left);
+           "errors=%lu eagain=%lu undrained=%u calls_per_frame=%.1f\n",
+        o->size, o->window, rate, atomic_load(&t.errors), eagain, left,
+        per_frame);
     nt_node_close(n, 2000);
     bu_stop(&srv, 5000);
     free(payload);
