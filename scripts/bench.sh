@@ -34,6 +34,12 @@ case "$BUILD_DIR" in /*) ;; *) BUILD_DIR="$root/$BUILD_DIR" ;; esac
 src="$root"
 echo "bench: building Release in $BUILD_DIR" >&2
 mkdir -p "$BUILD_DIR"
+# A tree configured from another source directory (an older layout, a
+# moved checkout) is configured afresh.
+if [ -f "$BUILD_DIR/CMakeCache.txt" ] &&
+   ! grep -qx "CMAKE_HOME_DIRECTORY:INTERNAL=$src" "$BUILD_DIR/CMakeCache.txt"; then
+  rm -rf "$BUILD_DIR/CMakeCache.txt" "$BUILD_DIR/CMakeFiles"
+fi
 log="$BUILD_DIR/build.log"
 if ! { cmake -S "$src" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release \
          -DNT_BENCH=ON -DNT_TESTS=OFF &&
