@@ -1699,23 +1699,15 @@ pub_done(nti_creq *r, int rv, const nti_hdr *h, const uint8_t *pt,
         } else if (rv == NT_OK) {
             st = NT_EPROTO;
         }
+        if (res == NULL) {
+            /* Always a list: one item with the error. */
+            res = nti_results_single(st);
+        }
         if (q->w != NULL) {
-            *q->out = res;
-            q->res_status = st;
-            /* The waiter reads res_status through the pubreq it keeps. */
+            *q->out = res; /* NULL only without memory */
             nti_waiter_done(n->rpc, q->w);
             pubreq_rele(q);
             return;
-        }
-        if (res == NULL) {
-            /* The callback always gets a list: one item with the error. */
-            res = calloc(1, sizeof(*res) + sizeof(nt_result) + 1);
-            if (res != NULL) {
-                res->count = 1;
-                res->items = (nt_result *)(res + 1);
-                res->items[0].status = st;
-                res->items[0].node = (char *)(res->items + 1);
-            }
         }
         q->res = res;
         q->res_status = st == NT_ECLOSED ? NT_ECLOSED : NT_OK;

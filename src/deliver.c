@@ -549,8 +549,8 @@ nt_rpc(nt_node *n, const char *object, uint64_t id, const char *cmd,
 
 /* A results list of one item with the given status, for ids that could
  * not be called. */
-static nt_results *
-results_single(int status)
+nt_results *
+nti_results_single(int status)
 {
     nt_results *r = malloc(sizeof(*r) + sizeof(nt_result) + 1);
     if (r == NULL) {
@@ -562,6 +562,48 @@ results_single(int status)
     empty[0] = '\0';
     r->items[0] = (nt_result){ .status = status, .node = empty };
     return r;
+}
+
+/* nt_rpcs on a publisher: every id is one ROUTE_CALL to the server, all
+ * in flight at once. */
+static int
+rpcs_publisher(nt_node *n, const char *object, const uint64_t *ids,
+               size_t nids, const char *cmd, const void *data, size_t len,
+               int timeout_ms, nt_results *out[])
+{
+    if (!nti_node_enter(n)) {
+        return NT_ECLOSED;
+    }
+    nti_waiter w;
+    nti_waiter_init(&w);
+    for (size_t i = 0; i < nids; i++) {
+        int st = nti_pub_call(n, object, ids[i], cmd, data, len, timeout_ms,
+                              &w, NULL, NULL, &out[i]);
+        if (st != NT_OK) {
+            out[i] = nti_results_single(st);
+        }
+    }
+    nti_rpctab_wait(n->rpc, &w);
+    nti_waiter_fini(&w);
+    atomic_fetch_add_explicit(&n->ctr.rpc_calls, nids, memory_order_relaxed);
+    nti_node_leave(n);
+    /* As on a member: no id with a target at all is NT_ENOTARGET. */
+    int rv = NT_ENOTARGET;
+    for (size_t i = 0; i < nids && rv != NT_ENOMEM; i++) {
+        if (out[i] == NULL) {
+            rv = NT_ENOMEM;
+        } else if (out[i]->count != 1 ||
+                   out[i]->items[0].status != NT_ENOTARGET) {
+            rv = NT_OK;
+        }
+    }
+    if (rv != NT_OK) {
+        for (size_t i = 0; i < nids; i++) {
+            nt_results_free(out[i]);
+            out[i] = NULL;
+        }
+    }
+    return rv;
 }
 
 int
@@ -581,6 +623,10 @@ nt_rpcs(nt_node *n, const char *object, const uint64_t *ids, size_t nids,
     }
     if (nids == 0) {
         return NT_ENOTARGET;
+    }
+    if (nti_is_publisher(n)) {
+        return rpcs_publisher(n, object, ids, nids, cmd, data, len,
+                              timeout_ms, out);
     }
     pending *ps = calloc(nids, sizeof(*ps));
     int *st = calloc(nids, sizeof(*st));
@@ -623,7 +669,7 @@ nt_rpcs(nt_node *n, const char *object, const uint64_t *ids, size_t nids,
         if (s == NT_OK) {
             out[i] = nti_call_take(ps[i].call, &s);
         } else {
-            out[i] = results_single(s);
+            out[i] = nti_results_single(s);
             s = out[i] != NULL ? NT_OK : NT_ENOMEM;
         }
         if (s != NT_OK && rv == NT_OK) {

@@ -155,6 +155,9 @@ void nti_remote_unreserve(nt_node *n, nti_targets *t);
 void nti_remote_notify(nt_node *n, nti_targets *t, nti_msg *m);
 void nti_remote_call(nt_node *n, nti_targets *t, nti_call *c, nti_msg *m,
                      bool nested);
+/* One item with status, for a call that could not be made (NULL without
+ * memory). */
+nt_results *nti_results_single(int status);
 /* Publisher side: forward to a server. */
 int nti_pub_publish(nt_node *n, const char *object, uint64_t id,
                     const char *cmd, const void *data, size_t len);

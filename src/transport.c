@@ -114,6 +114,8 @@ struct nti_peer {
     nti_cv cv;   /* connected changed */
     nng_socket sock;
     bool connected, retired, closed;
+    bool ever_connected;
+    uint64_t created_at;
     bool abandoned; /* its socket never finished closing: keep memory */
     bool drained;   /* retired and its in-flight work failed */
     uint64_t retired_at;
@@ -934,6 +936,7 @@ pipe_cb(nng_pipe pipe, nng_pipe_ev ev, void *arg)
     nti_mtx_lock(&p->mtx);
     if (up) {
         p->connected = true;
+        p->ever_connected = true;
     } else {
         p->connected = false;
         p->gen++;
@@ -999,6 +1002,7 @@ nti_tp_peer(nti_tp *tp, const char *addr, nti_peer **out)
     atomic_init(&p->refs, 2); /* the table's and the caller's */
     snprintf(p->addr, sizeof(p->addr), "%s", addr);
     p->last_used = nti_clock_ms();
+    p->created_at = p->last_used;
     nti_mtx_init(&p->mtx);
     nti_cv_init(&p->cv);
     nng_dialer d;
@@ -2259,6 +2263,20 @@ nti_tp_free(nti_tp *tp)
             tp->srv_all = NULL;
         } else {
             keep = true;
+        }
+    }
+    /* nng 1.5.2 leaks a connection closed in the middle of its handshake:
+     * give a young peer's first connection a moment (100 ms in all) to
+     * finish before closing.  A peer that cannot connect costs that wait
+     * once; nothing is waited for otherwise. */
+    uint64_t settle_by = nti_clock_ms() + 100;
+    for (nti_peer *p = tp->peers; p != NULL; p = p->next) {
+        nti_mtx_lock(&p->mtx);
+        bool young = !p->ever_connected && !p->closed &&
+                     nti_clock_ms() - p->created_at < 2000;
+        nti_mtx_unlock(&p->mtx);
+        if (young) {
+            nti_peer_wait_connected(p, settle_by);
         }
     }
     for (nti_peer *p = tp->peers; p != NULL; p = p->next) {

@@ -44,7 +44,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "notifier/notifier.h"
+#include <notifier/notifier.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -66,6 +66,12 @@ enum {
     NT_ENV_MALFORMED = 4, /* the request was not a valid request
                              (NT_EPROTO) */
 };
+
+#if defined(__GNUC__) || defined(__clang__)
+#define NT_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define NT_PRINTF(f, a)
+#endif
 
 /* Limits. */
 #define NT_SERVICE_MAX_WORKERS 256
@@ -105,19 +111,19 @@ typedef struct nt_answer nt_answer;
  */
 typedef int (*nt_command_fn)(void *arg, const nt_request *rq, nt_answer *a);
 
-/* Append len bytes to the result.  Errors: NT_ENOMEM (the answer becomes a
- * failure with code NT_ENOMEM whatever the command returns), NT_EMSGSIZE
- * (the result would exceed the node's max_payload; the caller will get a
- * failure with that code). */
+/* Append len bytes to the result (copied).  A result larger than the
+ * node's max_payload cannot be sent: the caller then gets a failure with
+ * code NT_EMSGSIZE instead.  Errors: NT_EINVAL, NT_ENOMEM (the answer
+ * becomes a failure with code NT_ENOMEM whatever the command returns). */
 NT_API int nt_answer_write(nt_answer *a, const void *data, size_t len);
 /* Append formatted text (no NUL) to the result.  Errors as above. */
 NT_API int nt_answer_printf(nt_answer *a, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+    NT_PRINTF(2, 3);
 /* Set the failure message (formatted, truncated to 1024 bytes) and return
  * code, so a command can end with `return nt_answer_error(a, 42, ...)`.
  * A code of 0 is not a failure: it is replaced by NT_EINVAL. */
 NT_API int nt_answer_error(nt_answer *a, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+    NT_PRINTF(3, 4);
 
 /* ---- services ----------------------------------------------------------- */
 
@@ -130,8 +136,8 @@ NT_API int nt_answer_error(nt_answer *a, int code, const char *fmt, ...)
  *
  * On NT_OK *out owns the service; it is freed by nt_service_drain().
  * Errors: NT_EINVAL (NULL argument, object empty or longer than 255 bytes,
- * bounds whose value has bits outside the mask, weight not finite and
- * > 0, workers > NT_SERVICE_MAX_WORKERS), NT_ENOMEM.
+ * bounds whose value has bits outside the mask, a weight that is not a
+ * finite number > 0, workers > NT_SERVICE_MAX_WORKERS), NT_ENOMEM.
  */
 NT_API int nt_service_open(nt_service **out, nt_node *node,
                            const char *object, nt_match bounds, double weight,
@@ -227,10 +233,11 @@ NT_API int nt_service_drain(nt_service *s, int timeout_ms);
  * running, accepted, refused (queue full), dropped (refused at the drain
  * timeout), unknown (no such command), malformed, and per command
  * (built-ins included) calls, errors (calls that returned non-zero) and the
- * mean and maximum run time in microseconds.  A `stats` call is counted
- * after it answers, so its own answer does not include it.  On NT_OK *out
- * is a NUL-terminated string to free with nt_free().  Errors: NT_EINVAL,
- * NT_ENOMEM.
+ * mean and maximum run time in microseconds.  A call is counted when its
+ * command returns, before its answer is sent: a caller holding an answer
+ * sees it counted, and a `stats` answer does not include itself.  On NT_OK
+ * *out is a NUL-terminated string to free with nt_free().  Errors:
+ * NT_EINVAL, NT_ENOMEM.
  */
 NT_API int nt_service_stats(nt_service *s, char **out);
 
@@ -298,7 +305,8 @@ NT_API void nt_exec_results_free(nt_exec_results *r);
  * with no target; NT_EINVAL (NULL argument, nids 0, command empty or
  * longer than 255 bytes), NT_ENOMEM, NT_EMSGSIZE, NT_ECLOSED (this node is
  * closed).  Safe from any thread; from a node handler it blocks that
- * worker for the backoff as well.
+ * worker for the backoff as well.  On a publisher node the calls are made
+ * one after the other (see docs/SERVICE.md).
  */
 NT_API int nt_execute(nt_node *node, const char *object, const char *command,
                       const uint64_t *ids, size_t nids, const void *args,
@@ -330,15 +338,16 @@ NT_API int nt_split_open(nt_split **out, nt_node *node, const char *object,
                          int timeout_ms);
 
 /*
- * Start command on id and return at once with its sequence number in *seq
- * (1, 2, 3, ... per handle).  Failures of this one call (NT_ENOTARGET,
- * NT_EAGAIN, NT_EMSGSIZE, NT_ECLOSED, ...) do not fail nt_split_execute:
- * they become the result of that sequence number, so that every call can
- * be resolved the same way.  Errors (no sequence number): NT_EINVAL (NULL
- * argument, bad command name), NT_ENOMEM.
+ * Start command on id and return at once with its sequence number (1, 2,
+ * 3, ... per handle).  Failures of this one call (NT_ENOTARGET, NT_EAGAIN,
+ * NT_EMSGSIZE, NT_ECLOSED, ...) do not fail nt_split_execute: they become
+ * the result of that sequence number, so that every call can be resolved
+ * the same way.  Returns 0 (no call started) only for a NULL handle, a
+ * bad command name (empty, over 255 bytes) or when out of memory.
  */
-NT_API int nt_split_execute(nt_split *sp, uint64_t id, const char *command,
-                            const void *args, size_t len, uint64_t *seq);
+NT_API uint64_t nt_split_execute(nt_split *sp, uint64_t id,
+                                 const char *command, const void *args,
+                                 size_t len);
 
 /*
  * Wait until every call in seqs[0..n) has finished and take their results,

@@ -570,6 +570,17 @@ test_publisher_failover(void)
                           NT_OK);
     CU_ASSERT(item_is(&res->items[0], "r:q"));
     nt_results_free(res);
+    /* nt_rpcs through the server too: one result list per id. */
+    uint64_t ids[3] = { 1, 2, 3 };
+    nt_results *many[3];
+    CU_ASSERT_EQUAL_FATAL(nt_rpcs(p, "svc", ids, 3, "get", "m", 1, 5000,
+                                  many), NT_OK);
+    for (int i = 0; i < 3; i++) {
+        CU_ASSERT(many[i]->count == 1 && item_is(&many[i]->items[0], "r:m"));
+        nt_results_free(many[i]);
+    }
+    CU_ASSERT_EQUAL(nt_rpcs(p, "nobody", ids, 2, "get", NULL, 0, 5000,
+                            many), NT_ENOTARGET);
     CU_ASSERT_EQUAL(nt_rpc(p, "nobody", 1, "get", NULL, 0, 5000, &res),
                     NT_ENOTARGET);
     CU_ASSERT_EQUAL(nt_publish(p, "nobody", 1, "c", NULL, 0), NT_ENOTARGET);
