@@ -8,15 +8,21 @@
  * so callers can count drops by reason. Keys live only in the keyring and
  * are wiped with sodium_memzero on replace, remove and free.
  *
- * Design notes: nonces are 24 random bytes in production. A keyring given
- * a nonce seed instead derives nonce = BLAKE2b-128(seed) || counter(64),
- * which makes simulator runs reproducible; uniqueness then relies on every
- * keyring using a distinct seed, which is why it is a test-only switch.
+ * Design notes: in production a nonce is a 16-byte random prefix drawn
+ * once per thread (and again in a forked child) followed by that thread's
+ * 64-bit counter: unique without a system call per frame, and two
+ * threads or processes collide only if their random prefixes do (2^-128).
+ * A keyring given a nonce seed instead derives nonce = BLAKE2b-128(seed) ||
+ * counter(64), which makes simulator runs reproducible; uniqueness then
+ * relies on every keyring using a distinct seed, which is why it is a
+ * test-only switch.
  */
 #include "gossip.h"
 #include "gossip_codec.h"
 
+#include <pthread.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,6 +42,39 @@ struct gsp_keyring {
 };
 
 static const char hexd[] = "0123456789abcdef";
+
+/* Per-thread nonce state; a fork bumps the generation so that a child
+ * never continues its parent's sequence. */
+static _Atomic unsigned nonce_gen = 1;
+static pthread_once_t nonce_once = PTHREAD_ONCE_INIT;
+static _Thread_local struct {
+    unsigned gen;
+    uint64_t ctr;
+    uint8_t prefix[16];
+} tl_nonce;
+
+static void nonce_forked(void)
+{
+    atomic_fetch_add(&nonce_gen, 1);
+}
+
+static void nonce_setup(void)
+{
+    pthread_atfork(NULL, NULL, nonce_forked);
+}
+
+static void nonce_next(uint8_t nonce[24])
+{
+    unsigned gen = atomic_load_explicit(&nonce_gen, memory_order_relaxed);
+    if (tl_nonce.gen != gen) {
+        pthread_once(&nonce_once, nonce_setup);
+        randombytes_buf(tl_nonce.prefix, sizeof(tl_nonce.prefix));
+        tl_nonce.ctr = 0;
+        tl_nonce.gen = atomic_load(&nonce_gen);
+    }
+    memcpy(nonce, tl_nonce.prefix, 16);
+    gsp_put_u64(nonce + 16, ++tl_nonce.ctr);
+}
 
 void gsp_id_hex(const uint8_t id[GSP_ID_LEN], char hex[GSP_ID_HEX_LEN + 1])
 {
@@ -162,7 +201,7 @@ int gsp_seal(gsp_keyring *kr, const uint8_t *pt, size_t len, uint8_t *out,
         memcpy(nonce, kr->tag, 16);
         gsp_put_u64(nonce + 16, ++kr->ctr);
     } else {
-        randombytes_buf(nonce, 24);
+        nonce_next(nonce);
     }
     unsigned long long clen = 0;
     crypto_aead_xchacha20poly1305_ietf_encrypt(out + 26, &clen, pt, len, out,

@@ -1,13 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test_seal.c - identity and keyring: self-certifying ids, seal/open round
- * trips, distinct failure reasons, rotation (install/use/remove), and
- * deterministic nonces.
+ * trips, distinct failure reasons, rotation (install/use/remove),
+ * deterministic nonces, and production nonces unique across threads and
+ * fork.
  */
 #include "simtest.h"
 
+#include <pthread.h>
 #include <sodium.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static void test_id(void)
 {
@@ -123,13 +127,76 @@ static void test_det_nonces(void)
     gsp_keyring_free(b);
 }
 
+/* Production nonces: never repeated within a thread, across threads, or
+ * between a parent and its forked child. */
+static void seal_nonce(gsp_keyring *kr, uint8_t nonce[24])
+{
+    uint8_t o[64];
+    size_t n;
+    CU_ASSERT_EQUAL(gsp_seal(kr, (const uint8_t *)"n", 1, o, sizeof(o), &n),
+                    0);
+    memcpy(nonce, o + 2, 24);
+}
+
+typedef struct {
+    gsp_keyring *kr;
+    uint8_t nonce[24];
+} nonce_job;
+
+static void *nonce_thread(void *arg)
+{
+    nonce_job *j = arg;
+    seal_nonce(j->kr, j->nonce);
+    return NULL;
+}
+
+static void test_nonces_unique(void)
+{
+    gsp_keyring *kr;
+    uint8_t k[32] = {9};
+    gsp_keyring_alloc(&kr);
+    gsp_keyring_install(kr, 1, k);
+    uint8_t a[24], b[24];
+    seal_nonce(kr, a);
+    seal_nonce(kr, b);
+    CU_ASSERT(memcmp(a, b, 24) != 0);
+    nonce_job j = {kr, {0}};
+    pthread_t t;
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, nonce_thread, &j), 0);
+    pthread_join(t, NULL);
+    CU_ASSERT(memcmp(j.nonce, a, 24) != 0 && memcmp(j.nonce, b, 24) != 0);
+    /* The child's next nonce is not the parent's next nonce. */
+    int fd[2];
+    CU_ASSERT_EQUAL_FATAL(pipe(fd), 0);
+    pid_t pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        uint8_t c[24];
+        seal_nonce(kr, c);
+        ssize_t w = write(fd[1], c, 24);
+        _exit(w == 24 ? 0 : 1);
+    }
+    uint8_t p[24], c[24] = {0};
+    seal_nonce(kr, p);
+    ssize_t r = read(fd[0], c, 24);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CU_ASSERT_EQUAL(r, 24);
+    CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CU_ASSERT(memcmp(p, c, 24) != 0);
+    close(fd[0]);
+    close(fd[1]);
+    gsp_keyring_free(kr);
+}
+
 static int add(CU_pSuite s)
 {
     return !CU_add_test(s, "id", test_id) ||
            !CU_add_test(s, "roundtrip_and_reasons",
                         test_roundtrip_and_reasons) ||
            !CU_add_test(s, "rotation", test_rotation) ||
-           !CU_add_test(s, "det_nonces", test_det_nonces);
+           !CU_add_test(s, "det_nonces", test_det_nonces) ||
+           !CU_add_test(s, "nonces_unique", test_nonces_unique);
 }
 
 int main(void)
