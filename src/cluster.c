@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Cluster: the node's gossip directory, its members, and everything that
- * crosses the network (see docs/PROTOCOL.md).
+ * crosses the network (see docs/PROTOCOL.md).  Calls across nodes are in
+ * calls.c and the publisher side in pubside.c; cluster_impl.h holds what
+ * these files share.
  *
  * Design notes
  * ------------
@@ -21,11 +23,8 @@
  * Server side.  Requests arrive on nng threads (request_in).  Notification
  * batches are queued on the workers and acknowledged at once with the
  * number accepted; calls become an nti_call whose completion callback
- * encodes the results and answers; publishers' publishes and calls are
- * routed here as if made locally.
- *
- * Publisher side.  A node without a listen address keeps a peer per smap
- * entry and sends everything to the first connected one.
+ * encodes the results and answers (calls.c); publishers' publishes and
+ * calls are routed here as if made locally.
  *
  * Lock order: reg_mtx -> gossip_mtx -> member.mtx -> (index lock, rpctab,
  * pool, timer, transport locks).
@@ -39,10 +38,9 @@
 #include <unistd.h>
 
 #include "addr.h"
-#include "node.h"
+#include "cluster_impl.h"
 #include "strbuf.h"
 
-#define PUB_GRACE_MS 2000     /* publisher call: beyond the call timeout */
 #define LEAVE_WAIT_MS 500
 
 bool
@@ -226,8 +224,6 @@ gossip_after(nt_node *n, framelist *fl)
     nti_cv_broadcast(&n->cluster_cv);
 }
 
-static void later_sweep(nt_node *n);
-
 static void
 gossip_timer(void *arg)
 {
@@ -242,7 +238,7 @@ gossip_timer(void *arg)
     gossip_after(n, &fl);
     nti_mtx_unlock(&n->gossip_mtx);
     frames_send(n, &fl);
-    later_sweep(n);
+    nti_later_sweep(n);
 }
 
 static int
@@ -468,8 +464,6 @@ on_event(void *arg, const gsp_event *ev)
     }
 }
 
-static void later_peer_lost(nt_node *n, nti_peer *p);
-
 static void
 peer_event(void *arg, nti_peer *p, bool up)
 {
@@ -477,7 +471,7 @@ peer_event(void *arg, nti_peer *p, bool up)
     nti_log(&n->log, NT_LOG_DEBUG, up ? "connected" : "disconnected",
             "address", nti_peer_addr(p), NULL, NULL, NULL, NULL);
     if (!up) {
-        later_peer_lost(n, p);
+        nti_later_peer_lost(n, p);
     }
 }
 
@@ -527,9 +521,9 @@ nti_cluster_reg_removed(nt_node *n, uint64_t id)
 /* ---- server side -------------------------------------------------------------- */
 
 /* A reply plaintext: header (to the requester, ref = its seq) + body. */
-static uint8_t *
-reply_begin(nt_node *n, const nti_hdr *req, uint8_t type, size_t body,
-            gsp_wr *w)
+uint8_t *
+nti_reply_begin(nt_node *n, const nti_hdr *req, uint8_t type, size_t body,
+                gsp_wr *w)
 {
     uint8_t *pt = malloc(NTI_HDR_LEN + body);
     if (pt == NULL) {
@@ -540,12 +534,12 @@ reply_begin(nt_node *n, const nti_hdr *req, uint8_t type, size_t body,
     return pt;
 }
 
-static void
-reply_ack(nt_node *n, nti_sreq *sr, const nti_hdr *h, uint32_t accepted,
-          int status)
+void
+nti_reply_ack(nt_node *n, nti_sreq *sr, const nti_hdr *h, uint32_t accepted,
+              int status)
 {
     gsp_wr w;
-    uint8_t *pt = reply_begin(n, h, NTI_T_ACK, 8, &w);
+    uint8_t *pt = nti_reply_begin(n, h, NTI_T_ACK, 8, &w);
     if (pt != NULL) {
         gsp_wr_u32(&w, accepted);
         gsp_wr_u32(&w, (uint32_t)status);
@@ -559,7 +553,7 @@ reply_text(nt_node *n, nti_sreq *sr, const nti_hdr *h, int status,
 {
     size_t len = text ? strlen(text) : 0;
     gsp_wr w;
-    uint8_t *pt = reply_begin(n, h, NTI_T_TEXT, 8 + len, &w);
+    uint8_t *pt = nti_reply_begin(n, h, NTI_T_TEXT, 8 + len, &w);
     if (pt != NULL) {
         gsp_wr_u32(&w, (uint32_t)status);
         gsp_wr_blob32(&w, text, len);
@@ -568,16 +562,16 @@ reply_text(nt_node *n, nti_sreq *sr, const nti_hdr *h, int status,
 }
 
 /* Encodes results (or just a status) as a RESULTS reply. */
-static void
-reply_results(nt_node *n, nti_sreq *sr, const nti_hdr *h, int status,
-              const nt_results *r)
+void
+nti_reply_results(nt_node *n, nti_sreq *sr, const nti_hdr *h, int status,
+                  const nt_results *r)
 {
     size_t body = 6, count = r ? r->count : 0;
     for (size_t i = 0; i < count; i++) {
         body += nti_wire_item_size(strlen(r->items[i].node), r->items[i].len);
     }
     gsp_wr w;
-    uint8_t *pt = reply_begin(n, h, NTI_T_RESULTS, body, &w);
+    uint8_t *pt = nti_reply_begin(n, h, NTI_T_RESULTS, body, &w);
     if (pt != NULL) {
         nti_wire_results_head_put(&w, status, (uint16_t)count);
         for (size_t i = 0; i < count; i++) {
@@ -589,18 +583,11 @@ reply_results(nt_node *n, nti_sreq *sr, const nti_hdr *h, int status,
     nti_sreq_reply(sr, pt, NTI_HDR_LEN + body);
 }
 
-/* What a held request needs to answer later. */
-typedef struct {
-    nt_node *n;
-    nti_sreq *sr;
-    nti_hdr h;
-} held;
-
-static void
-held_done(void *arg, int status, const nt_results *r)
+void
+nti_held_done(void *arg, int status, const nt_results *r)
 {
-    held *hd = arg;
-    reply_results(hd->n, hd->sr, &hd->h, status, r);
+    nti_held *hd = arg;
+    nti_reply_results(hd->n, hd->sr, &hd->h, status, r);
     free(hd);
 }
 
@@ -653,356 +640,7 @@ srv_notify(nt_node *n, nti_sreq *sr, const nti_hdr *h, gsp_rd *r,
         accepted++;
     }
     nti_tp_count_notify_in(n->tp, accepted);
-    reply_ack(n, sr, h, accepted, status);
-}
-
-/* Starts a call of the local registrations wm names, serving a peer:
- * done(arg, ...) runs once, inline, when it completes.  NT_OK, or an error
- * when nothing was started (then done does not run). */
-static int
-serve_call(nt_node *n, const nti_wmsg *wm, const char *from,
-           nt_response_fn done, void *arg)
-{
-    size_t k = wm->nregs;
-    const char *ids[NTI_MAX_TARGETS];
-    nti_reg *regs[NTI_MAX_TARGETS];
-    size_t slots[NTI_MAX_TARGETS], nfound = 0;
-    for (size_t i = 0; i < k; i++) {
-        ids[i] = n->id;
-    }
-    nti_call *c = NULL;
-    nti_msg *m = nti_msg_alloc(wm->object, wm->id, wm->cmd,
-                               wm->from[0] ? wm->from : from, wm->data,
-                               wm->len);
-    if (m == NULL || nti_call_alloc(n->rpc, k, ids, NULL, &c) != NT_OK) {
-        if (m != NULL) {
-            nti_msg_rele(m);
-        }
-        return NT_ENOMEM;
-    }
-    nti_call_unmeasured(c);
-    nti_call_inline_cb(c); /* done only encodes and sends */
-    int rv = nti_call_start(c, UINT64_MAX, NULL, done, arg);
-    if (rv != NT_OK) {
-        goto out;
-    }
-    for (size_t i = 0; i < k; i++) {
-        nti_reg *reg = nti_index_get(n->index, &n->local, nti_wire_reg(wm, i));
-        if (reg != NULL && reg->kind == NTI_RPC) {
-            regs[nfound] = reg;
-            slots[nfound++] = i;
-        } else if (reg != NULL) {
-            nti_reg_rele(reg);
-        }
-    }
-    rv = nti_deliver_call_local(n, c, regs, slots, nfound, m,
-                                (wm->flags & NTI_CALL_NESTED) != 0);
-    if (rv != NT_OK) {
-        if (!nti_call_abort(c)) {
-            rv = NT_OK; /* a concurrent close completes it: done runs */
-        }
-    } else {
-        /* Registrations gone since the caller routed: no target. */
-        size_t j = 0;
-        for (size_t i = 0; i < k; i++) {
-            if (j < nfound && slots[j] == i) {
-                j++;
-                continue;
-            }
-            nti_call_fill(c, i, NT_ENOTARGET, 0, NULL, 0);
-        }
-    }
-    for (size_t i = 0; i < nfound; i++) {
-        nti_reg_rele(regs[i]);
-    }
-out:
-    nti_msg_rele(m);
-    nti_call_rele(c);
-    return rv;
-}
-
-static void
-srv_call(nt_node *n, nti_sreq *sr, const nti_hdr *h, gsp_rd *r,
-         const char *from)
-{
-    nti_wmsg wm;
-    if (nti_wire_msg_get(r, NTI_T_CALL, &wm) != GSP_OK) {
-        reply_results(n, sr, h, NT_EPROTO, NULL);
-        return;
-    }
-    if (!nti_sreq_hold(sr)) {
-        reply_results(n, sr, h, NT_EAGAIN, NULL);
-        return;
-    }
-    held *hd = malloc(sizeof(*hd));
-    if (hd == NULL) {
-        reply_results(n, sr, h, NT_ENOMEM, NULL);
-        return;
-    }
-    hd->n = n;
-    hd->sr = sr;
-    hd->h = *h;
-    int rv = serve_call(n, &wm, from, held_done, hd);
-    if (rv != NT_OK) {
-        free(hd);
-        reply_results(n, sr, h, rv, NULL);
-    }
-}
-
-/* ---- batched calls: serving a CALLS frame --------------------------------- */
-
-/* The frame's reply waits until every item has finished or HOLD_MS passed
- * (docs/PROTOCOL.md, "Batched calls"). */
-#define HOLD_MS 2
-#define CF_RUNNING 0xff
-
-struct cframe;
-typedef struct {
-    struct cframe *f;
-    uint64_t ref;
-    uint8_t state;  /* NTI_CA_*, or CF_RUNNING */
-    int32_t status; /* NTI_CA_REFUSED */
-    uint8_t *res;   /* NTI_CA_DONE: 8 spare bytes + a RESULTS body */
-    size_t reslen;  /* of the RESULTS body */
-} cf_item;
-
-typedef struct cframe {
-    nt_node *n;
-    nti_sreq *sr;
-    nti_hdr h;
-    nti_mtx mtx; /* guards answered, pending and the items until answered */
-    _Atomic unsigned refs;
-    bool answered;
-    size_t pending;
-    nti_timer_ent tmr;
-    char reply_to[NTI_ADDR_MAX + 1];
-    size_t count;
-    cf_item it[];
-} cframe;
-
-static void
-cframe_rele(cframe *f)
-{
-    if (atomic_fetch_sub(&f->refs, 1) != 1) {
-        return;
-    }
-    for (size_t i = 0; i < f->count; i++) {
-        free(f->it[i].res);
-    }
-    nti_mtx_fini(&f->mtx);
-    free(f);
-}
-
-/* A RESULTS body with `spare` free bytes in front; NULL without memory. */
-static uint8_t *
-results_body(int status, const nt_results *r, size_t spare, size_t *len)
-{
-    size_t body = 6, count = r ? r->count : 0;
-    for (size_t i = 0; i < count; i++) {
-        body += nti_wire_item_size(strlen(r->items[i].node), r->items[i].len);
-    }
-    uint8_t *buf = malloc(spare + body);
-    if (buf == NULL) {
-        return NULL;
-    }
-    gsp_wr w;
-    gsp_wr_init(&w, buf + spare, body);
-    nti_wire_results_head_put(&w, status, (uint16_t)count);
-    for (size_t i = 0; i < count; i++) {
-        const nt_result *it = &r->items[i];
-        nti_wire_item_put(&w, it->status, it->code, it->node, it->data,
-                          it->len);
-    }
-    *len = body;
-    return buf;
-}
-
-/* Sends the CALLS_ACK; answered is set, so the items no longer change. */
-static void
-cframe_answer(cframe *f)
-{
-    size_t body = 4;
-    for (size_t i = 0; i < f->count; i++) {
-        const cf_item *it = &f->it[i];
-        body += 1 + (it->state == NTI_CA_DONE      ? it->reslen
-                     : it->state == NTI_CA_REFUSED ? 4
-                                                   : 0);
-    }
-    gsp_wr w;
-    uint8_t *pt = reply_begin(f->n, &f->h, NTI_T_CALLS_ACK, body, &w);
-    if (pt != NULL) {
-        gsp_wr_u32(&w, (uint32_t)f->count);
-        for (size_t i = 0; i < f->count; i++) {
-            cf_item *it = &f->it[i];
-            gsp_wr_u8(&w, it->state);
-            if (it->state == NTI_CA_DONE) {
-                gsp_wr_bytes(&w, it->res + 8, it->reslen);
-            } else if (it->state == NTI_CA_REFUSED) {
-                gsp_wr_u32(&w, (uint32_t)it->status);
-            }
-            free(it->res);
-            it->res = NULL;
-        }
-    }
-    nti_sreq_reply(f->sr, pt, NTI_HDR_LEN + body);
-}
-
-/* Results of an item answered 'later': to the caller's reply_to. */
-static void
-cframe_send_late(cframe *f, uint64_t ref, uint8_t *res, size_t reslen)
-{
-    nti_peer *p = NULL;
-    nti_xitem *x = calloc(1, sizeof(*x));
-    if (x == NULL ||
-        nti_tp_peer(f->n->tp, f->reply_to, &p) != NT_OK) {
-        free(x);
-        free(res); /* the caller's deadline ends its wait */
-        return;
-    }
-    for (int i = 0; i < 8; i++) {
-        res[i] = (uint8_t)(ref >> (56 - 8 * i));
-    }
-    memcpy(x->dest, f->h.sender, NTI_ID_LEN);
-    x->dest_boot = f->h.sender_boot;
-    x->body = res;
-    x->len = 8 + reslen;
-    nti_peer_results(p, x);
-    nti_peer_rele(p);
-}
-
-static void
-cf_item_done(void *arg, int status, const nt_results *r)
-{
-    cf_item *it = arg;
-    cframe *f = it->f;
-    nt_node *n = f->n;
-    nti_tp_unhold(n->tp);
-    size_t len = 0;
-    uint8_t *res = results_body(status, r, 8, &len);
-    nti_mtx_lock(&f->mtx);
-    bool late = f->answered, all = false;
-    if (!late) {
-        if (res != NULL) {
-            it->state = NTI_CA_DONE;
-            it->res = res;
-            it->reslen = len;
-        } else {
-            it->state = NTI_CA_REFUSED;
-            it->status = NT_ENOMEM;
-        }
-        all = --f->pending == 0;
-        f->answered = all;
-    }
-    nti_mtx_unlock(&f->mtx);
-    if (late) {
-        if (res != NULL) {
-            cframe_send_late(f, it->ref, res, len);
-        }
-    } else if (all) {
-        if (nti_timer_cancel(n->timer, &f->tmr)) {
-            cframe_rele(f);
-        }
-        cframe_answer(f);
-    }
-    cframe_rele(f);
-}
-
-static void
-cframe_hold_over(void *arg)
-{
-    cframe *f = arg;
-    nti_mtx_lock(&f->mtx);
-    bool answer = !f->answered;
-    if (answer) {
-        f->answered = true;
-        for (size_t i = 0; i < f->count; i++) {
-            if (f->it[i].state == CF_RUNNING) {
-                f->it[i].state = NTI_CA_LATER;
-            }
-        }
-    }
-    nti_mtx_unlock(&f->mtx);
-    if (answer) {
-        cframe_answer(f);
-    }
-    cframe_rele(f);
-}
-
-static void
-srv_calls(nt_node *n, nti_sreq *sr, const nti_hdr *h, gsp_rd *r,
-          const char *from)
-{
-    const uint8_t *addr = NULL;
-    size_t alen = 0;
-    uint32_t count = 0;
-    /* nti_wire_check has vetted the whole frame. */
-    gsp_rd_blob8(r, NTI_ADDR_MAX, &addr, &alen);
-    gsp_rd_u32(r, &count);
-    cframe *f = calloc(1, sizeof(*f) + (size_t)count * sizeof(cf_item));
-    if (f == NULL) {
-        nti_sreq_reply(sr, NULL, 0); /* the caller learns NT_ENOMEM */
-        return;
-    }
-    f->n = n;
-    f->sr = sr;
-    f->h = *h;
-    nti_mtx_init(&f->mtx);
-    atomic_init(&f->refs, 1);
-    nti_timer_ent_init(&f->tmr, cframe_hold_over, f);
-    memcpy(f->reply_to, addr, alen);
-    f->count = count;
-    f->pending = 1; /* until every item is started */
-    for (uint32_t i = 0; i < count; i++) {
-        cf_item *it = &f->it[i];
-        nti_wmsg wm;
-        it->f = f;
-        it->state = NTI_CA_REFUSED;
-        if (nti_wire_calls_item_get(r, &it->ref, &wm) != GSP_OK) {
-            it->status = NT_EPROTO;
-            continue;
-        }
-        if (!nti_tp_hold(n->tp)) { /* max_inflight calls running here */
-            it->status = NT_EAGAIN;
-            continue;
-        }
-        nti_mtx_lock(&f->mtx);
-        it->state = CF_RUNNING;
-        f->pending++;
-        nti_mtx_unlock(&f->mtx);
-        atomic_fetch_add(&f->refs, 1);
-        int rv = serve_call(n, &wm, from, cf_item_done, it);
-        if (rv != NT_OK) {
-            nti_tp_unhold(n->tp);
-            atomic_fetch_sub(&f->refs, 1);
-            nti_mtx_lock(&f->mtx);
-            it->state = NTI_CA_REFUSED;
-            it->status = rv;
-            f->pending--;
-            nti_mtx_unlock(&f->mtx);
-        }
-    }
-    nti_mtx_lock(&f->mtx);
-    bool all = --f->pending == 0;
-    f->answered = all;
-    if (!all) {
-        atomic_fetch_add(&f->refs, 1); /* the hold timer's */
-        if (nti_timer_schedule(n->timer, &f->tmr,
-                               nti_clock_ms() + HOLD_MS) != NT_OK) {
-            atomic_fetch_sub(&f->refs, 1);
-            f->answered = true; /* no timer: answer now, rest later */
-            all = true;
-            for (size_t i = 0; i < f->count; i++) {
-                if (f->it[i].state == CF_RUNNING) {
-                    f->it[i].state = NTI_CA_LATER;
-                }
-            }
-        }
-    }
-    nti_mtx_unlock(&f->mtx);
-    if (all) {
-        cframe_answer(f);
-    }
-    cframe_rele(f);
+    nti_reply_ack(n, sr, h, accepted, status);
 }
 
 static void
@@ -1011,16 +649,16 @@ srv_route_call(nt_node *n, nti_sreq *sr, const nti_hdr *h, gsp_rd *r,
 {
     nti_wmsg wm;
     if (nti_wire_msg_get(r, NTI_T_ROUTE_CALL, &wm) != GSP_OK) {
-        reply_results(n, sr, h, NT_EPROTO, NULL);
+        nti_reply_results(n, sr, h, NT_EPROTO, NULL);
         return;
     }
     if (!nti_sreq_hold(sr)) {
-        reply_results(n, sr, h, NT_EAGAIN, NULL);
+        nti_reply_results(n, sr, h, NT_EAGAIN, NULL);
         return;
     }
-    held *hd = malloc(sizeof(*hd));
+    nti_held *hd = malloc(sizeof(*hd));
     if (hd == NULL) {
-        reply_results(n, sr, h, NT_ENOMEM, NULL);
+        nti_reply_results(n, sr, h, NT_ENOMEM, NULL);
         return;
     }
     hd->n = n;
@@ -1032,10 +670,11 @@ srv_route_call(nt_node *n, nti_sreq *sr, const nti_hdr *h, gsp_rd *r,
     int rv = atomic_load(&n->closing)
                  ? NT_ECLOSED
                  : nti_rpc_async_from(n, wm.object, wm.id, wm.cmd, wm.data,
-                                      wm.len, timeout, held_done, hd, from);
+                                      wm.len, timeout, nti_held_done, hd,
+                                      from);
     if (rv != NT_OK) {
         free(hd);
-        reply_results(n, sr, h, rv, NULL);
+        nti_reply_results(n, sr, h, rv, NULL);
     }
 }
 
@@ -1055,7 +694,7 @@ srv_publish(nt_node *n, nti_sreq *sr, const nti_hdr *h, gsp_rd *r,
     if (rv == NT_OK) {
         atomic_fetch_add_explicit(&n->ctr.published, 1, memory_order_relaxed);
     }
-    reply_ack(n, sr, h, rv == NT_OK ? 1 : 0, rv);
+    nti_reply_ack(n, sr, h, rv == NT_OK ? 1 : 0, rv);
 }
 
 static int cluster_status(nt_node *n, char **out);
@@ -1086,9 +725,6 @@ srv_info(nt_node *n, nti_sreq *sr, const nti_hdr *h, gsp_rd *r)
     free(text);
 }
 
-static void srv_results(nt_node *n, nti_sreq *sr, const nti_hdr *h,
-                        gsp_rd *r);
-
 static void
 request_in(void *arg, nti_sreq *sr, const nti_hdr *h, const uint8_t *pt,
            size_t len)
@@ -1103,13 +739,13 @@ request_in(void *arg, nti_sreq *sr, const nti_hdr *h, const uint8_t *pt,
         srv_notify(n, sr, h, &r, from);
         break;
     case NTI_T_CALL:
-        srv_call(n, sr, h, &r, from);
+        nti_srv_call(n, sr, h, &r, from);
         break;
     case NTI_T_CALLS:
-        srv_calls(n, sr, h, &r, from);
+        nti_srv_calls(n, sr, h, &r, from);
         break;
     case NTI_T_RESULTS_TO:
-        srv_results(n, sr, h, &r);
+        nti_srv_results(n, sr, h, &r);
         break;
     case NTI_T_PUBLISH:
         srv_publish(n, sr, h, &r, from);
@@ -1127,11 +763,8 @@ request_in(void *arg, nti_sreq *sr, const nti_hdr *h, const uint8_t *pt,
 
 /* Calls fn for each distinct remote member among t's targets (targets are
  * grouped by owner: see nti_index_route), with its registration ids. */
-typedef int (*group_fn)(nt_node *n, nti_member *m, nti_reg **regs,
-                        size_t first, size_t k, void *arg);
-
-static int
-for_each_remote(nt_node *n, nti_targets *t, group_fn fn, void *arg)
+int
+nti_for_each_remote(nt_node *n, nti_targets *t, nti_group_fn fn, void *arg)
 {
     size_t i = 0;
     while (i < t->n && t->v[i]->owner->peer == NULL) {
@@ -1152,8 +785,8 @@ for_each_remote(nt_node *n, nti_targets *t, group_fn fn, void *arg)
 }
 
 /* A member's peer, held, with its identity; NULL when gone. */
-static nti_peer *
-member_peer(nti_member *m, uint8_t *dest, uint64_t *boot, uint64_t *gen)
+nti_peer *
+nti_member_peer(nti_member *m, uint8_t *dest, uint64_t *boot, uint64_t *gen)
 {
     nti_mtx_lock(&m->mtx);
     nti_peer *p = m->alive ? m->peer : NULL;
@@ -1184,7 +817,7 @@ reserve_one(nt_node *n, nti_member *m, nti_reg **regs, size_t first,
     reserve_st *st = arg;
     uint8_t dest[GSP_ID_LEN];
     uint64_t boot;
-    nti_peer *p = member_peer(m, dest, &boot, NULL);
+    nti_peer *p = nti_member_peer(m, dest, &boot, NULL);
     int rv = p != NULL ? nti_peer_reserve(p, 1) : NT_EUNREACHABLE;
     if (p != NULL) {
         nti_peer_rele(p);
@@ -1218,7 +851,7 @@ unreserve_one(nt_node *n, nti_member *m, nti_reg **regs, size_t first,
     st->left--;
     uint8_t dest[GSP_ID_LEN];
     uint64_t boot;
-    nti_peer *p = member_peer(m, dest, &boot, NULL);
+    nti_peer *p = nti_member_peer(m, dest, &boot, NULL);
     if (p != NULL) {
         nti_peer_unreserve(p, 1);
         nti_peer_rele(p);
@@ -1230,10 +863,10 @@ int
 nti_remote_reserve(nt_node *n, nti_targets *t)
 {
     reserve_st st = { 0 };
-    int rv = for_each_remote(n, t, reserve_one, &st);
+    int rv = nti_for_each_remote(n, t, reserve_one, &st);
     if (rv != NT_OK) {
         unreserve_st us = { st.done };
-        for_each_remote(n, t, unreserve_one, &us);
+        nti_for_each_remote(n, t, unreserve_one, &us);
         atomic_fetch_add_explicit(&n->ctr.rejected, 1, memory_order_relaxed);
     }
     return rv;
@@ -1243,7 +876,7 @@ void
 nti_remote_unreserve(nt_node *n, nti_targets *t)
 {
     unreserve_st us = { SIZE_MAX };
-    for_each_remote(n, t, unreserve_one, &us);
+    nti_for_each_remote(n, t, unreserve_one, &us);
 }
 
 static int
@@ -1254,7 +887,7 @@ notify_one(nt_node *n, nti_member *m, nti_reg **regs, size_t first,
     nti_msg *msg = arg;
     uint8_t dest[GSP_ID_LEN];
     uint64_t boot, ids[NTI_MAX_TARGETS];
-    nti_peer *p = member_peer(m, dest, &boot, NULL);
+    nti_peer *p = nti_member_peer(m, dest, &boot, NULL);
     if (p == NULL) {
         return NT_OK;
     }
@@ -1270,682 +903,7 @@ notify_one(nt_node *n, nti_member *m, nti_reg **regs, size_t first,
 void
 nti_remote_notify(nt_node *n, nti_targets *t, nti_msg *m)
 {
-    for_each_remote(n, t, notify_one, m);
-}
-
-/* ---- batched calls: the caller side -------------------------------------- */
-
-/* Fills slots[0..k) of c from a RESULTS body at rd (or all with the
- * error it carries). */
-static void
-fill_results(nti_call *c, const size_t *slots, size_t k, gsp_rd *rd)
-{
-    int32_t st;
-    uint16_t count;
-    int rv = NT_OK;
-    if (nti_wire_results_head_get(rd, &st, &count) != GSP_OK) {
-        rv = NT_EPROTO;
-    } else if (st != NT_OK) {
-        rv = st;
-    }
-    for (size_t i = 0; i < k; i++) {
-        nti_witem it;
-        if (rv != NT_OK) {
-            nti_call_fill(c, slots[i], rv, 0, NULL, 0);
-        } else if (i >= count || nti_wire_item_get(rd, &it) != GSP_OK) {
-            nti_call_fill(c, slots[i], NT_EPROTO, 0, NULL, 0);
-        } else {
-            nti_call_fill(c, slots[i], it.status, it.code, it.data, it.len);
-        }
-    }
-}
-
-/* One call to one member: a CALLS item, and the slots it answers.  It is
- * in n->later (by ref) from submission until its results are in, so that
- * a RESULTS_TO item that overtakes its CALLS_ACK still finds it. */
-typedef struct {
-    nti_xitem x;           /* first: what the transport queues */
-    nti_hnode hn;
-    _Atomic unsigned refs; /* the transport's done + the table */
-    nt_node *n;
-    nti_peer *peer;        /* held */
-    nti_call *call;        /* held */
-    bool in_table, later;  /* under later_mtx */
-    uint64_t ref;
-    size_t k;
-    size_t slots[];
-} call_item;
-
-static void
-ci_rele(call_item *ci)
-{
-    if (atomic_fetch_sub(&ci->refs, 1) != 1) {
-        return;
-    }
-    nti_peer_rele(ci->peer);
-    nti_call_rele(ci->call);
-    free(ci->x.body);
-    free(ci);
-}
-
-/* Takes ci out of the table; true when it was there (its reference then
- * belongs to the caller). */
-static bool
-later_remove(nt_node *n, call_item *ci)
-{
-    nti_mtx_lock(&n->later_mtx);
-    bool had = ci->in_table;
-    if (had) {
-        nti_htab_remove(&n->later, &ci->hn);
-        ci->in_table = false;
-    }
-    nti_mtx_unlock(&n->later_mtx);
-    return had;
-}
-
-/* The item for ref from member sender, taken out of the table. */
-static call_item *
-later_take(nt_node *n, uint64_t ref, const uint8_t *sender)
-{
-    uint64_t hash = nti_mix64(ref);
-    nti_mtx_lock(&n->later_mtx);
-    nti_hnode *hn = nti_htab_find(&n->later, hash);
-    call_item *ci = NULL;
-    for (; hn != NULL; hn = nti_htab_next(hn, hash)) {
-        call_item *c = (call_item *)((char *)hn - offsetof(call_item, hn));
-        if (c->ref == ref && memcmp(c->x.dest, sender, NTI_ID_LEN) == 0) {
-            ci = c;
-            nti_htab_remove(&n->later, hn);
-            ci->in_table = false;
-            break;
-        }
-    }
-    nti_mtx_unlock(&n->later_mtx);
-    return ci;
-}
-
-/* Takes out of the table every 'later' item that pick() selects and
- * fails its open slots with status. */
-static void
-later_fail(nt_node *n, bool (*pick)(call_item *, const void *),
-           const void *arg, int status)
-{
-    call_item *list = NULL;
-    nti_mtx_lock(&n->later_mtx);
-    for (size_t s = 0; s < n->later.nslots; s++) {
-        nti_hnode *hn = n->later.slots[s];
-        while (hn != NULL) {
-            nti_hnode *next = hn->next;
-            call_item *ci = (call_item *)((char *)hn - offsetof(call_item, hn));
-            if (ci->later && pick(ci, arg)) {
-                nti_htab_remove(&n->later, hn);
-                ci->in_table = false;
-                ci->x.next = (nti_xitem *)list; /* the transport is done */
-                list = ci;
-            }
-            hn = next;
-        }
-    }
-    nti_mtx_unlock(&n->later_mtx);
-    while (list != NULL) {
-        call_item *next = (call_item *)list->x.next;
-        for (size_t i = 0; i < list->k; i++) {
-            nti_call_fill(list->call, list->slots[i], status, 0, NULL, 0);
-        }
-        ci_rele(list);
-        list = next;
-    }
-}
-
-static bool
-pick_peer(call_item *ci, const void *p)
-{
-    return ci->peer == p;
-}
-
-static bool
-pick_complete(call_item *ci, const void *unused)
-{
-    (void)unused;
-    return nti_call_is_complete(ci->call); /* ended by its deadline */
-}
-
-static bool
-pick_all(call_item *ci, const void *unused)
-{
-    (void)ci;
-    (void)unused;
-    return true;
-}
-
-/* The connection to a member dropped: its 'later' calls fail at once, as
- * calls in flight on that connection do. */
-static void
-later_peer_lost(nt_node *n, nti_peer *p)
-{
-    later_fail(n, pick_peer, p, NT_EPEERLOST);
-}
-
-/* Once a second: forget items whose call has ended otherwise. */
-static void
-later_sweep(nt_node *n)
-{
-    uint64_t now = nti_clock_ms();
-    nti_mtx_lock(&n->later_mtx);
-    bool due = now - n->later_swept_ms >= 1000 && n->later.count > 0;
-    if (due) {
-        n->later_swept_ms = now;
-    }
-    nti_mtx_unlock(&n->later_mtx);
-    if (due) {
-        later_fail(n, pick_complete, NULL, NT_ETIMEDOUT);
-    }
-}
-
-static void
-call_item_done(nti_xitem *x, int state, int status, gsp_rd *rd)
-{
-    call_item *ci = (call_item *)x;
-    nt_node *n = ci->n;
-    if (state == NTI_CA_LATER) {
-        nti_mtx_lock(&n->later_mtx);
-        ci->later = ci->in_table;
-        nti_mtx_unlock(&n->later_mtx);
-    } else {
-        bool mine = later_remove(n, ci);
-        if (state == NTI_CA_DONE) {
-            fill_results(ci->call, ci->slots, ci->k, rd);
-        } else {
-            if (state != NTI_CA_REFUSED &&
-                (status == NT_EUNREACHABLE || status == NT_ECLOSED)) {
-                status = NT_EPEERLOST;
-            }
-            for (size_t i = 0; i < ci->k; i++) {
-                nti_call_fill(ci->call, ci->slots[i], status, 0, NULL, 0);
-            }
-        }
-        if (mine) {
-            ci_rele(ci);
-        }
-    }
-    ci_rele(ci);
-}
-
-/* RESULTS_TO: results of our 'later' calls. */
-static void
-srv_results(nt_node *n, nti_sreq *sr, const nti_hdr *h, gsp_rd *r)
-{
-    uint32_t count = 0;
-    gsp_rd_u32(r, &count); /* vetted by nti_wire_check */
-    for (uint32_t i = 0; i < count; i++) {
-        uint64_t ref = 0;
-        gsp_rd_u64(r, &ref);
-        gsp_rd body = *r;
-        nti_wire_results_skip(r);
-        call_item *ci = later_take(n, ref, h->sender);
-        if (ci != NULL) {
-            fill_results(ci->call, ci->slots, ci->k, &body);
-            ci_rele(ci);
-        }
-    }
-    reply_ack(n, sr, h, count, NT_OK);
-}
-
-typedef struct {
-    nti_call *call;
-    nti_msg *m;
-    bool nested;
-} call_arg;
-
-static int
-call_one(nt_node *n, nti_member *mb, nti_reg **regs, size_t first, size_t k,
-         void *arg)
-{
-    call_arg *ca = arg;
-    uint8_t dest[GSP_ID_LEN];
-    uint64_t boot, ids[NTI_MAX_TARGETS];
-    nti_peer *p = member_peer(mb, dest, &boot, NULL);
-    k = k > NTI_MAX_TARGETS ? NTI_MAX_TARGETS : k;
-    call_item *ci = p != NULL ? calloc(1, sizeof(*ci) + k * sizeof(size_t))
-                              : NULL;
-    int rv = p == NULL ? NT_EPEERLOST : ci == NULL ? NT_ENOMEM : NT_OK;
-    const nti_msg *m = ca->m;
-    size_t len = 8 + nti_wire_msg_size(NTI_T_CALL, m->from, m->object,
-                                       m->cmd, k, m->len);
-    if (rv == NT_OK && (ci->x.body = malloc(len)) == NULL) {
-        rv = NT_ENOMEM;
-    }
-    if (rv != NT_OK) {
-        for (size_t i = 0; i < k; i++) {
-            nti_call_fill(ca->call, first + i, rv, 0, NULL, 0);
-        }
-        free(ci);
-        if (p != NULL) {
-            nti_peer_rele(p);
-        }
-        return NT_OK;
-    }
-    for (size_t i = 0; i < k; i++) {
-        ids[i] = regs[first + i]->id;
-        ci->slots[i] = first + i;
-    }
-    ci->k = k;
-    ci->n = n;
-    ci->peer = p; /* member_peer's hold */
-    ci->call = ca->call;
-    nti_call_hold(ca->call);
-    ci->ref = atomic_fetch_add(&n->next_ref, 1) + 1;
-    atomic_init(&ci->refs, 2);
-    memcpy(ci->x.dest, dest, NTI_ID_LEN);
-    ci->x.dest_boot = boot;
-    ci->x.len = len;
-    ci->x.done = call_item_done;
-    gsp_wr w;
-    gsp_wr_init(&w, ci->x.body, len);
-    gsp_wr_u64(&w, ci->ref);
-    nti_wire_msg_put(&w, NTI_T_CALL, ca->nested ? NTI_CALL_NESTED : 0, 0,
-                     m->from, m->id, m->object, m->cmd, ids, k, m->data,
-                     m->len);
-    ci->hn.hash = nti_mix64(ci->ref);
-    nti_mtx_lock(&n->later_mtx);
-    rv = nti_htab_insert(&n->later, &ci->hn);
-    ci->in_table = rv == NT_OK;
-    nti_mtx_unlock(&n->later_mtx);
-    if (rv == NT_OK) {
-        rv = nti_peer_call(p, &ci->x);
-    }
-    if (rv != NT_OK) {
-        if (later_remove(n, ci)) {
-            ci_rele(ci);
-        }
-        for (size_t i = 0; i < k; i++) {
-            nti_call_fill(ca->call, first + i,
-                          rv == NT_EUNREACHABLE ? NT_EPEERLOST : rv, 0, NULL,
-                          0);
-        }
-        ci_rele(ci);
-    }
-    return NT_OK;
-}
-
-void
-nti_remote_call(nt_node *n, nti_targets *t, nti_call *c, nti_msg *m,
-                bool nested)
-{
-    call_arg ca = { c, m, nested };
-    for_each_remote(n, t, call_one, &ca);
-}
-
-/* ---- publisher side ---------------------------------------------------------------- */
-
-/* A request to the server, shared by the waiting caller and the
- * transport (two references). */
-typedef struct {
-    nti_creq base;
-    _Atomic unsigned refs;
-    nt_node *n;
-    nti_mtx mtx; /* guards done, status, pt, ptlen, hdr */
-    nti_cv cv;
-    bool done;
-    int status;
-    nti_hdr hdr;
-    uint8_t *pt;
-    size_t ptlen;
-    /* asynchronous completion (calls) */
-    nti_waiter *w;
-    nt_results **out;
-    nt_response_fn cb;
-    void *arg;
-    nti_task cbtask;
-    nt_results *res;
-    int res_status;
-} pubreq;
-
-static void
-pubreq_rele(pubreq *q)
-{
-    if (atomic_fetch_sub(&q->refs, 1) != 1) {
-        return;
-    }
-    free(q->pt);
-    free(q->base.frame);
-    nti_cv_fini(&q->cv);
-    nti_mtx_fini(&q->mtx);
-    free(q);
-}
-
-/* Decodes a RESULTS reply into nt_results (NULL + status on failure). */
-static nt_results *
-results_decode(const uint8_t *pt, size_t len, int *status)
-{
-    gsp_rd rd;
-    int32_t st;
-    uint16_t count;
-    gsp_rd_init(&rd, pt + NTI_HDR_LEN, len - NTI_HDR_LEN);
-    if (nti_wire_results_head_get(&rd, &st, &count) != GSP_OK) {
-        *status = NT_EPROTO;
-        return NULL;
-    }
-    if (st != NT_OK) {
-        *status = st;
-        return NULL;
-    }
-    /* One block: header, items, then node ids and payloads copied in. */
-    size_t blk = sizeof(nt_results) + count * sizeof(nt_result);
-    nt_results *r = calloc(1, blk + count * (GSP_ID_HEX_LEN + 1));
-    if (r == NULL) {
-        *status = NT_ENOMEM;
-        return NULL;
-    }
-    r->count = count;
-    r->items = (nt_result *)(r + 1);
-    char *names = (char *)(r->items + count);
-    for (uint16_t i = 0; i < count; i++) {
-        nti_witem it;
-        nt_result *o = &r->items[i];
-        char *nm = names + i * (GSP_ID_HEX_LEN + 1);
-        if (nti_wire_item_get(&rd, &it) != GSP_OK) {
-            r->count = i;
-            nt_results_free(r);
-            *status = NT_EPROTO;
-            return NULL;
-        }
-        size_t nl = it.nodelen < GSP_ID_HEX_LEN ? it.nodelen : GSP_ID_HEX_LEN;
-        memcpy(nm, it.node, nl);
-        nm[nl] = '\0';
-        o->node = nm;
-        o->status = it.status;
-        o->code = it.code;
-        o->len = it.len;
-        if (it.len > 0 || it.status != NT_OK) {
-            char *d = malloc(it.len + 1);
-            if (d == NULL) {
-                r->count = i;
-                nt_results_free(r);
-                *status = NT_ENOMEM;
-                return NULL;
-            }
-            memcpy(d, it.data, it.len);
-            d[it.len] = '\0';
-            o->data = d;
-        }
-    }
-    *status = NT_OK;
-    return r;
-}
-
-static void
-pub_cb_run(nti_task *t)
-{
-    pubreq *q = (pubreq *)((char *)t - offsetof(pubreq, cbtask));
-    q->cb(q->arg, q->res_status, q->res);
-    nt_results_free(q->res);
-    q->res = NULL;
-    pubreq_rele(q);
-}
-
-static void
-pub_done(nti_creq *r, int rv, const nti_hdr *h, const uint8_t *pt,
-         size_t len)
-{
-    pubreq *q = (pubreq *)r;
-    nt_node *n = q->n;
-    if (q->cb != NULL || q->w != NULL) {
-        /* Asynchronous call: decode and hand over. */
-        int st = rv;
-        nt_results *res = NULL;
-        if (rv == NT_OK && h != NULL && h->type == NTI_T_RESULTS) {
-            res = results_decode(pt, len, &st);
-        } else if (rv == NT_OK) {
-            st = NT_EPROTO;
-        }
-        if (res == NULL) {
-            /* Always a list: one item with the error. */
-            res = nti_results_single(st);
-        }
-        if (q->w != NULL) {
-            *q->out = res; /* NULL only without memory */
-            nti_waiter_done(n->rpc, q->w);
-            pubreq_rele(q);
-            return;
-        }
-        q->res = res;
-        q->res_status = st == NT_ECLOSED ? NT_ECLOSED : NT_OK;
-        q->cbtask.run = pub_cb_run;
-        q->cbtask.drop = pub_cb_run;
-        q->cbtask.next = NULL;
-        if (nti_pool_push_shared(n->pool, &q->cbtask, 1, true) != NT_OK) {
-            pub_cb_run(&q->cbtask);
-        }
-        return;
-    }
-    nti_mtx_lock(&q->mtx);
-    q->done = true;
-    q->status = rv;
-    if (rv == NT_OK && h != NULL) {
-        q->hdr = *h;
-        q->pt = malloc(len);
-        if (q->pt != NULL) {
-            memcpy(q->pt, pt, len);
-            q->ptlen = len;
-        } else {
-            q->status = NT_ENOMEM;
-        }
-    }
-    nti_cv_broadcast(&q->cv);
-    nti_mtx_unlock(&q->mtx);
-    pubreq_rele(q);
-}
-
-/* The first server that is connected, waiting for one until deadline. */
-static nti_peer *
-pub_server(nt_node *n, uint64_t deadline, size_t *start)
-{
-    for (;;) {
-        for (size_t i = 0; i < n->nservers; i++) {
-            size_t k = (*start + i) % n->nservers;
-            if (nti_peer_connected(n->servers[k])) {
-                *start = k;
-                return n->servers[k];
-            }
-        }
-        uint64_t now = nti_clock_ms();
-        if (now >= deadline || atomic_load(&n->closing)) {
-            return NULL;
-        }
-        uint64_t slice = now + 20 < deadline ? now + 20 : deadline;
-        nti_peer_wait_connected(n->servers[*start % n->nservers], slice);
-    }
-}
-
-static pubreq *
-pubreq_alloc(nt_node *n, uint8_t type, size_t body, gsp_wr *w)
-{
-    pubreq *q = calloc(1, sizeof(*q));
-    if (q == NULL) {
-        return NULL;
-    }
-    q->base.len = NTI_HDR_LEN + body;
-    q->base.frame = malloc(q->base.len);
-    if (q->base.frame == NULL) {
-        free(q);
-        return NULL;
-    }
-    atomic_init(&q->refs, 1);
-    q->n = n;
-    nti_mtx_init(&q->mtx);
-    nti_cv_init(&q->cv);
-    q->base.done = pub_done;
-    q->base.channel = NTI_CH_DATA;
-    q->base.seq = nti_tp_hdr(n->tp, type, NULL, 0, 0, q->base.frame);
-    gsp_wr_init(w, q->base.frame + NTI_HDR_LEN, body);
-    return q;
-}
-
-/* Sends q to the first reachable server, failing over while the request
- * never left.  On NT_OK the transport holds a reference. */
-static int
-pub_submit(nt_node *n, pubreq *q, uint64_t deadline)
-{
-    if (n->nservers == 0) {
-        return NT_EUNREACHABLE;
-    }
-    size_t start = 0;
-    nti_peer *p = pub_server(n, deadline, &start);
-    if (p == NULL) {
-        return atomic_load(&n->closing) ? NT_ECLOSED : NT_EUNREACHABLE;
-    }
-    /* The frame is consumed by submit; keep a copy for nothing else. */
-    atomic_fetch_add(&q->refs, 1);
-    int rv = nti_peer_submit(p, &q->base);
-    if (rv != NT_OK) {
-        atomic_fetch_sub(&q->refs, 1);
-    }
-    return rv;
-}
-
-/* Waits for a synchronous request; returns its status. */
-static int
-pub_wait(pubreq *q, uint64_t deadline)
-{
-    nti_pool_block_begin();
-    nti_mtx_lock(&q->mtx);
-    while (!q->done && nti_cv_wait_until(&q->cv, &q->mtx, deadline)) {
-    }
-    int rv = q->done ? q->status : NT_ETIMEDOUT;
-    nti_mtx_unlock(&q->mtx);
-    nti_pool_block_end();
-    return rv;
-}
-
-int
-nti_pub_publish(nt_node *n, const char *object, uint64_t id,
-                const char *cmd, const void *data, size_t len)
-{
-    gsp_wr w;
-    size_t body = nti_wire_msg_size(NTI_T_PUBLISH, "", object, cmd, 0,
-                                    len);
-    pubreq *q = pubreq_alloc(n, NTI_T_PUBLISH, body, &w);
-    if (q == NULL) {
-        return NT_ENOMEM;
-    }
-    nti_wire_msg_put(&w, NTI_T_PUBLISH, 0, 0, "", id, object, cmd, NULL, 0,
-                     data, len);
-    uint64_t deadline = nti_clock_ms() + n->publish_timeout_ms;
-    int rv = pub_submit(n, q, deadline);
-    if (rv == NT_OK) {
-        rv = pub_wait(q, deadline);
-    }
-    if (rv == NT_OK) {
-        gsp_rd rd;
-        uint32_t acc = 0, st = 0;
-        gsp_rd_init(&rd, q->pt + NTI_HDR_LEN, q->ptlen - NTI_HDR_LEN);
-        gsp_rd_u32(&rd, &acc);
-        gsp_rd_u32(&rd, &st);
-        rv = q->hdr.type != NTI_T_ACK ? NT_EPROTO
-             : acc == 1               ? NT_OK
-             : (int32_t)st < 0        ? (int32_t)st
-                                      : NT_EPROTO;
-    }
-    pubreq_rele(q);
-    return rv;
-}
-
-int
-nti_pub_call(nt_node *n, const char *object, uint64_t id, const char *cmd,
-             const void *data, size_t len, int timeout_ms, nti_waiter *w,
-             nt_response_fn cb, void *arg, nt_results **out)
-{
-    gsp_wr w_;
-    size_t body = nti_wire_msg_size(NTI_T_ROUTE_CALL, "", object, cmd, 0,
-                                    len);
-    pubreq *q = pubreq_alloc(n, NTI_T_ROUTE_CALL, body, &w_);
-    if (q == NULL) {
-        return NT_ENOMEM;
-    }
-    nti_wire_msg_put(&w_, NTI_T_ROUTE_CALL, 0,
-                     timeout_ms < 0 ? UINT32_MAX : (uint32_t)timeout_ms, "",
-                     id, object, cmd, NULL, 0, data, len);
-    uint64_t deadline = timeout_ms < 0
-                            ? UINT64_MAX
-                            : nti_clock_ms() + (uint64_t)timeout_ms +
-                                  PUB_GRACE_MS;
-    q->cb = cb;
-    q->arg = arg;
-    q->w = w;
-    q->out = out;
-    if (w != NULL) {
-        nti_waiter_add(n->rpc, w);
-    }
-    uint64_t connect_by = timeout_ms < 0
-                              ? nti_clock_ms() + n->publish_timeout_ms
-                                         : deadline - PUB_GRACE_MS;
-    int rv = pub_submit(n, q, connect_by);
-    if (rv != NT_OK) {
-        if (w != NULL) {
-            nti_waiter_done(n->rpc, w);
-        }
-        pubreq_rele(q);
-        return rv;
-    }
-    if (cb != NULL || w != NULL) {
-        pubreq_rele(q); /* the transport's reference completes it */
-        return NT_OK;
-    }
-    rv = pub_wait(q, deadline);
-    if (rv == NT_OK) {
-        if (q->hdr.type != NTI_T_RESULTS) {
-            rv = NT_EPROTO;
-        } else {
-            *out = results_decode(q->pt, q->ptlen, &rv);
-        }
-    }
-    pubreq_rele(q);
-    return rv;
-}
-
-int
-nti_pub_info(nt_node *n, const char *what, int json, int timeout_ms,
-             char **out)
-{
-    if (!nti_name_ok(what)) {
-        return NT_EINVAL;
-    }
-    gsp_wr w;
-    pubreq *q = pubreq_alloc(n, NTI_T_INFO, 1 + strlen(what) + 1, &w);
-    if (q == NULL) {
-        return NT_ENOMEM;
-    }
-    nti_wire_name_put(&w, what);
-    gsp_wr_u8(&w, json ? NT_INFO_JSON : NT_INFO_TEXT);
-    uint64_t deadline = nti_deadline(timeout_ms < 0
-                                         ? (int)n->publish_timeout_ms
-                                                    : timeout_ms);
-    int rv = pub_submit(n, q, deadline);
-    if (rv == NT_OK) {
-        rv = pub_wait(q, deadline);
-    }
-    if (rv == NT_OK) {
-        gsp_rd rd;
-        uint32_t st = 0;
-        const uint8_t *p = NULL;
-        size_t len = 0;
-        gsp_rd_init(&rd, q->pt + NTI_HDR_LEN, q->ptlen - NTI_HDR_LEN);
-        gsp_rd_u32(&rd, &st);
-        gsp_rd_blob32(&rd, UINT32_MAX, &p, &len);
-        if (q->hdr.type != NTI_T_TEXT || gsp_rd_done(&rd, 1) != GSP_OK) {
-            rv = NT_EPROTO;
-        } else if ((int32_t)st != NT_OK) {
-            rv = (int32_t)st;
-        } else if ((*out = malloc(len + 1)) == NULL) {
-            rv = NT_ENOMEM;
-        } else {
-            memcpy(*out, p, len);
-            (*out)[len] = '\0';
-        }
-    }
-    pubreq_rele(q);
-    return rv;
+    nti_for_each_remote(n, t, notify_one, m);
 }
 
 /* ---- introspection and waiting ---------------------------------------------------- */
@@ -2137,44 +1095,6 @@ nti_cluster_digest(nt_node *n, char *hex)
     }
 }
 
-/* Publisher: poll the server's status until pred holds. */
-static int
-pub_wait_status(nt_node *n, unsigned members, bool converged,
-                int timeout_ms)
-{
-    uint64_t deadline = nti_deadline(timeout_ms);
-    for (;;) {
-        char *text = NULL;
-        uint64_t now = nti_clock_ms();
-        int left = deadline == UINT64_MAX ? (int)n->publish_timeout_ms
-                   : deadline > now       ? (int)(deadline - now)
-                                          : 0;
-        int rv = nti_pub_info(n, "status", 0, left, &text);
-        if (rv == NT_OK) {
-            unsigned m = 0;
-            int c = 0;
-            bool ok = sscanf(text, "members=%u converged=%d", &m, &c) == 2 &&
-                      m >= members && (!converged || c == 1);
-            free(text);
-            if (ok) {
-                return NT_OK;
-            }
-        } else if (rv == NT_ECLOSED) {
-            return rv;
-        }
-        if (nti_clock_ms() >= deadline) {
-            return NT_ETIMEDOUT;
-        }
-        /* Ask again shortly; bounded by the deadline. */
-        nti_mtx_lock(&n->gossip_mtx);
-        nti_cv_wait_until(&n->cluster_cv, &n->gossip_mtx,
-                          nti_clock_ms() + 50 < deadline
-                              ? nti_clock_ms() + 50
-                              : deadline);
-        nti_mtx_unlock(&n->gossip_mtx);
-    }
-}
-
 static int
 wait_cluster(nt_node *n, unsigned members, bool converged, int timeout_ms)
 {
@@ -2183,7 +1103,7 @@ wait_cluster(nt_node *n, unsigned members, bool converged, int timeout_ms)
     }
     int rv;
     if (nti_is_publisher(n)) {
-        rv = pub_wait_status(n, members, converged, timeout_ms);
+        rv = nti_pub_wait_status(n, members, converged, timeout_ms);
         nti_node_leave(n);
         return rv;
     }
@@ -2527,7 +1447,7 @@ nti_cluster_close(nt_node *n)
     nti_tp_free(n->tp);
     n->tp = NULL;
     /* Calls still waiting for late results end here. */
-    later_fail(n, pick_all, NULL, NT_ECLOSED);
+    nti_later_fail_all(n, NT_ECLOSED);
     free(n->servers);
     n->servers = NULL;
     gsp_free(n->gossip);

@@ -113,7 +113,7 @@ struct nt_node {
     nti_peer **servers;       /* publisher: one peer per smap entry */
     size_t nservers;
 
-    /* Batched calls (cluster.c; docs/PROTOCOL.md, "Batched calls"). */
+    /* Batched calls (calls.c; docs/PROTOCOL.md, "Batched calls"). */
     nti_mtx later_mtx;        /* guards later, later_swept_ms */
     nti_htab later;           /* our call items sent and unanswered */
     uint64_t later_swept_ms;
@@ -149,7 +149,8 @@ void nti_cluster_reg_added(nt_node *n, const nti_reg_spec *s);
 void nti_cluster_reg_removed(nt_node *n, uint64_t id);
 bool nti_is_publisher(const nt_node *n);
 /* Remote delivery: queue a notification to every remote target of t
- * (reserve first, then commit) and start the remote slots of a call. */
+ * (reserve first, then commit) and start the remote slots of a call
+ * (nti_remote_call: calls.c). */
 int nti_remote_reserve(nt_node *n, nti_targets *t);
 void nti_remote_unreserve(nt_node *n, nti_targets *t);
 void nti_remote_notify(nt_node *n, nti_targets *t, nti_msg *m);
@@ -158,7 +159,7 @@ void nti_remote_call(nt_node *n, nti_targets *t, nti_call *c, nti_msg *m,
 /* One item with status, for a call that could not be made (NULL without
  * memory). */
 nt_results *nti_results_single(int status);
-/* Publisher side: forward to a server. */
+/* Publisher side (pubside.c): forward to a server. */
 int nti_pub_publish(nt_node *n, const char *object, uint64_t id,
                     const char *cmd, const void *data, size_t len);
 int nti_pub_call(nt_node *n, const char *object, uint64_t id,

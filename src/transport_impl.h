@@ -1,0 +1,195 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The transport's internals, shared by its two files: transport.c (server
+ * side, sealing, replay windows, lifecycle, counters) and peer.c (client
+ * side: peers, their queues and batches, the maintenance thread).  Private
+ * to them; the node uses transport.h.
+ */
+#ifndef NTI_TRANSPORT_IMPL_H
+#define NTI_TRANSPORT_IMPL_H
+
+#include <nng/nng.h>
+
+#include "htab.h"
+#include "platform/platform.h"
+#include "transport.h"
+
+#define NRECV 16          /* server contexts waiting in receive */
+#define MAX_CTX_CAP 4096  /* client contexts per peer, at most */
+#define GOSSIP_CTX 8      /* contexts kept for gossip beyond the data limit */
+#define NBATCH 4          /* notification batches in flight per peer */
+#define BATCH_ITEMS 1024  /* notifications per batch */
+#define BATCH_BYTES (256u * 1024u)
+#define MAX_QUEUED_REQS 8192 /* requests waiting for a context, per peer */
+#define RETRY_MS 20       /* after a peer refused notifications */
+#define MAINT_MS 50       /* maintenance period */
+#define IDLE_RETIRE_MS 60000
+#define RETIRE_GRACE_MS 2000 /* retired socket closed after this */
+#define FLUSH_MS 500         /* shutdown: wait for replies to leave */
+#define REPLAY_WINDOW 1024
+#define REPLAY_SENDERS 4096
+
+enum { C_IDLE, C_SEND, C_RECV, C_DEAD };
+enum { S_RECV, S_HELD, S_SEND, S_IDLE, S_DEAD };
+
+typedef struct nitem {
+    struct nitem *next;
+    nti_msg *m;
+    uint8_t dest[NTI_ID_LEN];
+    uint64_t dest_boot;
+    uint16_t nregs;
+    uint64_t regs[];
+} nitem;
+
+/* A queue of nti_xitem that leave in batches (CALLS, RESULTS_TO). */
+typedef struct {
+    nti_xitem *h, *t;
+    size_t n;
+    unsigned batches; /* frames in flight */
+    size_t inflight;  /* items in them */
+    uint64_t retry_at;
+} xqueue;
+
+enum { XQ_CALLS = 0, XQ_RESULTS = 1 };
+#define XQ_TRIES 3 /* sends of one results item, at most */
+
+typedef struct cctx {
+    nti_peer *p;
+    nng_ctx ctx;
+    nng_aio *aio;
+    int state;
+    nti_creq *req;   /* a single request, or */
+    nitem *batch;    /* a notification batch, or */
+    nti_xitem *xbatch; /* a CALLS (xkind 0) or RESULTS_TO (1) batch */
+    int xkind;
+    size_t nbatch;
+    uint64_t seq;    /* of what is in flight, for reply binding */
+    uint64_t gen;    /* peer generation when the receive was posted */
+    struct cctx *next_free, *next_all;
+} cctx;
+
+struct nti_peer {
+    nti_hnode hn;
+    nti_tp *tp;
+    _Atomic unsigned refs;
+    char addr[GSP_ADDR_MAX + 1];
+    nti_mtx mtx; /* guards everything below */
+    nti_cv cv;   /* connected changed */
+    nng_socket sock;
+    bool connected, retired, closed;
+    bool ever_connected;
+    uint64_t created_at;
+    bool abandoned; /* its socket never finished closing: keep memory */
+    bool drained;   /* retired and its in-flight work failed */
+    uint64_t retired_at;
+    unsigned sending; /* threads between a check and an nng call */
+    uint64_t gen;
+    bool reset_pending;
+    uint64_t last_used;
+    cctx *all, *free;
+    unsigned nctx;
+    nti_creq *qh, *qt;   /* calls, info: FIFO */
+    size_t qn;
+    nti_creq *gh, *gt;   /* gossip: served first, never starved */
+    size_t gn;
+    nitem *nh, *nt;
+    size_t nn, reserved;
+    size_t inflight_items; /* in batches on the wire: count against depth */
+    unsigned batches;
+    uint64_t retry_at;
+    xqueue xq[2]; /* [XQ_CALLS] call items, [XQ_RESULTS] late results */
+    nti_peer *next; /* tp->peers list */
+};
+
+struct nti_sreq {
+    nti_tp *tp;
+    nng_ctx ctx;
+    nng_aio *aio;
+    int state;
+    bool held;
+    bool close_link;  /* garbage or auth failure: close after replying */
+    nng_pipe pipe;
+    uint8_t sender[NTI_ID_LEN];
+    uint64_t seq;
+    char remote[64];
+    nti_sreq *next_free, *next_all;
+};
+
+struct nti_tp {
+    nti_tp_config cfg;
+    uint8_t self_id[NTI_ID_LEN];
+    char address[GSP_ADDR_MAX + 32];
+    nti_logger log;
+    nti_rwlock kr_lock;
+
+    /* server */
+    nti_mtx srv_mtx; /* guards srv_all, srv_free, srv_closing, ops_* */
+    nng_socket srv;
+    bool has_srv, srv_closing;
+    bool ops_off;      /* nti_tp_free began: the node is going away */
+    unsigned ops_busy; /* callbacks inside cfg.ops (request_in, gossip_in) */
+    nti_sreq *srv_all, *srv_free;
+    unsigned srv_sending; /* replies handed to nng, not yet sent */
+    nti_cv srv_cv;        /* srv_sending reached zero */
+    _Atomic unsigned held;
+    _Atomic unsigned conns;
+
+    /* peers and the maintenance thread */
+    nti_mtx peers_mtx; /* guards peers, peer_tab, stop */
+    nti_cv maint_cv;
+    nti_peer *peers;
+    nti_htab peer_tab;
+    bool stop;
+    nti_thr maint;
+
+    /* replay windows */
+    nti_mtx replay_mtx; /* guards replay, nreplay */
+    nti_htab replay;
+    size_t nreplay;
+
+    nti_tp *next_abandoned;
+    char reply_to[NTI_ADDR_MAX + 1]; /* CALLS: where results come back */
+    _Atomic uint64_t seq;
+    _Atomic uint64_t last_warn; /* rate limit for drop warnings */
+    _Atomic uint64_t st_frames_in, st_bytes_in, st_frames_out, st_bytes_out;
+    _Atomic uint64_t st_drops[NTI_DROP_COUNT];
+    _Atomic uint64_t st_kframes[2][NTI_K_COUNT];
+    _Atomic uint64_t st_kbytes[2][NTI_K_COUNT];
+    _Atomic uint64_t st_notify_in;
+    _Atomic uint64_t st_rejected, st_notify_sent, st_notify_unacked,
+        st_notify_retried, st_connects, st_disconnects;
+    _Atomic uint64_t st_call_frames, st_calls, st_late;
+};
+
+/* ---- transport.c ------------------------------------------------------- */
+
+/* Closes a socket on a short-lived thread, waiting for it at most
+ * CLOSE_WAIT_MS; false when it did not finish (see transport.c). */
+bool nti_sock_close(nti_tp *tp, nng_socket s);
+/* Counts one frame of a kind in a direction (0 in, 1 out). */
+void nti_count_kind(nti_tp *tp, int dir, nti_kind_wire k, size_t bytes);
+/* The kind of a data frame type, for those counters. */
+nti_kind_wire nti_kind_of_type(uint8_t type);
+/* Counts one dropped frame. */
+void nti_count_drop(nti_tp *tp, nti_drop d);
+/* An nng error as an NT_* code. */
+int nti_nng_to_nt(int rv);
+/* "tcp://host:port" for addr (brackets for IPv6 literals). */
+int nti_make_url(const char *addr, char *url, size_t cap);
+/* nng's receive limit for our sockets (twice our own frame limit). */
+size_t nti_nng_cap(const nti_tp *tp);
+/* An nng message holding ch + seal(pt).  NT_OK or an error. */
+int nti_seal_msg(nti_tp *tp, uint8_t ch, const uint8_t *pt, size_t len,
+                 nng_msg **out);
+/* Opens a sealed frame into a malloc'd plaintext: 0 or a drop reason + 1. */
+int nti_open_frame(nti_tp *tp, const uint8_t *frame, size_t len,
+                   uint8_t **pt, size_t *ptlen);
+
+/* ---- peer.c ------------------------------------------------------------ */
+
+/* The maintenance thread (arg: the nti_tp). */
+void nti_maint_main(void *arg);
+/* Closes a peer's socket and frees its contexts.  Not from a callback. */
+void nti_peer_close(nti_peer *p);
+
+#endif
