@@ -230,8 +230,7 @@ nitem_free(nitem *it)
 static size_t
 nitem_size(const nitem *it)
 {
-    return nti_wire_msg_size(NTI_T_NOTIFY, it->m->from, it->m->object,
-                             it->m->cmd, it->nregs, it->m->len);
+    return it->size;
 }
 
 /* Encodes and seals a NOTIFY batch. */
@@ -967,6 +966,8 @@ nti_peer_notify(nti_peer *p, nti_msg *m, const uint8_t *dest,
     memcpy(it->dest, dest, NTI_ID_LEN);
     it->dest_boot = dest_boot;
     it->nregs = (uint16_t)nregs;
+    it->size = (uint32_t)nti_wire_msg_size(NTI_T_NOTIFY, m->from, m->object,
+                                           m->cmd, nregs, m->len);
     memcpy(it->regs, regs, nregs * sizeof(uint64_t));
     nti_mtx_lock(&p->mtx);
     p->reserved--;
@@ -977,8 +978,13 @@ nti_peer_notify(nti_peer *p, nti_msg *m, const uint8_t *dest,
     }
     p->nt = it;
     p->nn++;
+    /* With every batch slot taken, the next completion sends this; a
+     * refused batch's retry is the maintenance thread's. */
+    bool kick = p->batches < NBATCH;
     nti_mtx_unlock(&p->mtx);
-    peer_kick(p);
+    if (kick) {
+        peer_kick(p);
+    }
     return NT_OK;
 }
 

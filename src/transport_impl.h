@@ -37,6 +37,7 @@ typedef struct nitem {
     nti_msg *m;
     uint8_t dest[NTI_ID_LEN];
     uint64_t dest_boot;
+    uint32_t size; /* encoded, computed once */
     uint16_t nregs;
     uint64_t regs[];
 } nitem;
