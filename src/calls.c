@@ -446,7 +446,8 @@ later_remove(nt_node *n, call_item *ci)
     return had;
 }
 
-/* The item for ref from member sender, taken out of the table. */
+/* The item for ref from member sender, taken out of the table.  A
+ * 'later' item gives back its place in the peer's calls in flight. */
 static call_item *
 later_take(nt_node *n, uint64_t ref, const uint8_t *sender)
 {
@@ -463,7 +464,11 @@ later_take(nt_node *n, uint64_t ref, const uint8_t *sender)
             break;
         }
     }
+    bool was_later = ci != NULL && ci->later;
     nti_mtx_unlock(&n->later_mtx);
+    if (was_later) {
+        nti_peer_call_release(ci->peer, true);
+    }
     return ci;
 }
 
@@ -492,6 +497,7 @@ later_fail(nt_node *n, bool (*pick)(call_item *, const void *),
     nti_mtx_unlock(&n->later_mtx);
     while (list != NULL) {
         call_item *next = (call_item *)list->x.next;
+        nti_peer_call_release(list->peer, false);
         for (size_t i = 0; i < list->k; i++) {
             nti_call_fill(list->call, list->slots[i], status, 0, NULL, 0);
         }
@@ -545,10 +551,14 @@ nti_later_sweep(nt_node *n)
     }
 }
 
-/* At close: every 'later' item still in the table fails with status. */
+/* At close, while the transport still lives: every 'later' item fails
+ * with status, and so does every item acknowledged 'later' from now on. */
 void
 nti_later_fail_all(nt_node *n, int status)
 {
+    nti_mtx_lock(&n->later_mtx);
+    n->later_closed = true;
+    nti_mtx_unlock(&n->later_mtx);
     later_fail(n, pick_all, NULL, status);
 }
 
@@ -558,9 +568,27 @@ call_item_done(nti_xitem *x, int state, int status, gsp_rd *rd)
     call_item *ci = (call_item *)x;
     nt_node *n = ci->n;
     if (state == NTI_CA_LATER) {
+        /* It keeps its place in the peer's calls in flight until its
+         * results come (or it fails); if they overtook this answer, or
+         * the node is closing, that is now. */
         nti_mtx_lock(&n->later_mtx);
+        bool closed = n->later_closed && ci->in_table;
+        if (closed) {
+            nti_htab_remove(&n->later, &ci->hn);
+            ci->in_table = false;
+        }
         ci->later = ci->in_table;
+        bool done = !ci->later;
         nti_mtx_unlock(&n->later_mtx);
+        if (done) {
+            nti_peer_call_release(ci->peer, true);
+        }
+        if (closed) {
+            for (size_t i = 0; i < ci->k; i++) {
+                nti_call_fill(ci->call, ci->slots[i], NT_ECLOSED, 0, NULL, 0);
+            }
+            ci_rele(ci); /* the table's */
+        }
     } else {
         bool mine = later_remove(n, ci);
         if (state == NTI_CA_DONE) {

@@ -1444,10 +1444,11 @@ nti_cluster_close(nt_node *n)
         nti_peer_rele(n->servers[i]);
     }
     n->nservers = 0;
+    /* Calls waiting for late results end here, while their peers live;
+     * the transport fails the rest as it closes. */
+    nti_later_fail_all(n, NT_ECLOSED);
     nti_tp_free(n->tp);
     n->tp = NULL;
-    /* Calls still waiting for late results end here. */
-    nti_later_fail_all(n, NT_ECLOSED);
     free(n->servers);
     n->servers = NULL;
     gsp_free(n->gossip);

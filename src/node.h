@@ -117,6 +117,7 @@ struct nt_node {
     nti_mtx later_mtx;        /* guards later, later_swept_ms */
     nti_htab later;           /* our call items sent and unanswered */
     uint64_t later_swept_ms;
+    bool later_closed;        /* close began: no item waits 'later' */
     _Atomic uint64_t next_ref;
 };
 

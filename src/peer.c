@@ -391,9 +391,12 @@ xbatch_settle(nti_peer *p, cctx *c, int st, const nti_hdr *h,
     nti_xitem *x = c->xbatch;
     int kind = c->xkind;
     c->xbatch = NULL;
+    size_t nb = c->nbatch, nlater = 0;
     nti_mtx_lock(&p->mtx);
     p->xq[kind].batches--;
-    p->xq[kind].inflight -= c->nbatch;
+    if (kind == XQ_RESULTS) {
+        p->xq[kind].inflight -= nb;
+    }
     nti_mtx_unlock(&p->mtx);
     gsp_rd rd;
     bool answered = st == NT_OK && h != NULL && pt != NULL;
@@ -454,6 +457,7 @@ xbatch_settle(nti_peer *p, cctx *c, int st, const nti_hdr *h,
                        gsp_rd_u32(&rd, &status) == GSP_OK) {
                 x->done(x, NTI_CA_REFUSED, (int32_t)status, NULL);
             } else if (state == NTI_CA_LATER) {
+                nlater++; /* in flight until nti_peer_call_release */
                 x->done(x, NTI_CA_LATER, NT_OK, NULL);
             } else {
                 x->done(x, -1, NT_EPROTO, NULL);
@@ -462,6 +466,20 @@ xbatch_settle(nti_peer *p, cctx *c, int st, const nti_hdr *h,
             x->done(x, -1, lost, NULL);
         }
         x = next;
+    }
+    nti_mtx_lock(&p->mtx);
+    p->xq[XQ_CALLS].inflight -= nb - nlater;
+    nti_mtx_unlock(&p->mtx);
+}
+
+void
+nti_peer_call_release(nti_peer *p, bool kick)
+{
+    nti_mtx_lock(&p->mtx);
+    p->xq[XQ_CALLS].inflight--;
+    nti_mtx_unlock(&p->mtx);
+    if (kick) {
+        peer_kick(p);
     }
 }
 
@@ -1177,7 +1195,10 @@ nti_maint_main(void *arg)
             bool reset = p->reset_pending;
             bool retry = (p->nh != NULL && now >= p->retry_at) ||
                          (p->xq[XQ_RESULTS].h != NULL &&
-                          now >= p->xq[XQ_RESULTS].retry_at);
+                          now >= p->xq[XQ_RESULTS].retry_at) ||
+                         (p->xq[XQ_CALLS].h != NULL &&
+                          p->xq[XQ_CALLS].inflight <
+                              tp->cfg.max_peer_inflight);
             bool idle = atomic_load(&p->refs) == 1 && p->qh == NULL &&
                         p->gh == NULL &&
                         p->nh == NULL && p->batches == 0 &&

@@ -207,6 +207,11 @@ void nti_tp_set_reply_to(nti_tp *tp, const char *addr);
  * (peer retired), NT_EAGAIN (8192 call items waiting), NT_EMSGSIZE,
  * NT_EINVAL (no reply_to address); on an error nothing was taken. */
 int nti_peer_call(nti_peer *p, nti_xitem *x);
+/* A call item acknowledged NTI_CA_LATER has finished (its results came,
+ * or it failed): it no longer counts against max_peer_inflight.  kick:
+ * start queued calls now (false from an nng pipe callback, where no
+ * socket call may be made: the maintenance thread starts them). */
+void nti_peer_call_release(nti_peer *p, bool kick);
 /* Queues a results item to p (taken in every case: freed on error).
  * Sent again after a lost connection, up to 3 times. */
 void nti_peer_results(nti_peer *p, nti_xitem *x);

@@ -13,6 +13,8 @@
 
 static unsigned char key[32];
 
+static unsigned peer_limit; /* max_peer_inflight for the next open_node */
+
 static nt_node *
 open_node(const char *seed, unsigned workers, unsigned max_inflight)
 {
@@ -26,6 +28,7 @@ open_node(const char *seed, unsigned workers, unsigned max_inflight)
     if (max_inflight > 0) {
         c.max_inflight = max_inflight;
     }
+    c.max_peer_inflight = peer_limit;
     nt_node *n = NULL;
     CU_ASSERT_EQUAL_FATAL(nt_node_open(&n, &c), NT_OK);
     return n;
@@ -245,6 +248,80 @@ test_inflight_limit_refuses(void)
     gate_fini(&g);
 }
 
+/* max_peer_inflight counts calls answered 'later' until their results
+ * come: with two slow calls in flight to a peer and a limit of 2, a third
+ * call waits in the caller's queue (here until its deadline), and calls
+ * flow again once the slow ones are answered. */
+static void
+test_peer_limit_counts_late_calls(void)
+{
+    gate g;
+    gate_init(&g);
+    nt_node *caller, *callee;
+    peer_limit = 2;
+    callee = open_node(NULL, 4, 0);
+    caller = open_node(nt_node_address(callee), 2, 0);
+    peer_limit = 0;
+    CU_ASSERT_EQUAL_FATAL(nt_rpc_register(callee, "svc", NT_MATCH_ALL,
+                                          "fast", on_fast, NULL), NT_OK);
+    CU_ASSERT_EQUAL_FATAL(nt_rpc_register(callee, "svc", NT_MATCH_ALL,
+                                          "slow", on_slow, &g), NT_OK);
+    CU_ASSERT_EQUAL_FATAL(nt_node_wait_members(caller, 2, 20000), NT_OK);
+    CU_ASSERT_EQUAL_FATAL(nt_node_wait_converged(caller, 20000), NT_OK);
+    CU_ASSERT_EQUAL_FATAL(nt_node_wait_converged(callee, 20000), NT_OK);
+    tally slow;
+    tally_init(&slow, "slow");
+    for (unsigned i = 0; i < 2; i++) {
+        CU_ASSERT_EQUAL_FATAL(nt_rpc_call(caller, "svc", i, "slow", NULL, 0,
+                                          60000, on_tally, &slow), NT_OK);
+    }
+    CU_ASSERT_EQUAL(tu_counter_wait(&g.entered, 2, 30000), 2);
+    nt_results *res = NULL;
+    CU_ASSERT_EQUAL(nt_rpc(caller, "svc", 3, "fast", "z", 1, 1500, &res),
+                    NT_OK);
+    CU_ASSERT(res != NULL && res->count == 1 &&
+              res->items[0].status == NT_ETIMEDOUT);
+    nt_results_free(res);
+    gate_open(&g);
+    CU_ASSERT_EQUAL(tu_counter_wait(&slow.done, 2, 30000), 2);
+    CU_ASSERT_EQUAL(slow.ok, 2);
+    res = NULL;
+    CU_ASSERT_EQUAL(nt_rpc(caller, "svc", 4, "fast", "w", 1, 10000, &res),
+                    NT_OK);
+    CU_ASSERT(res != NULL && res->count == 1 &&
+              res->items[0].status == NT_OK);
+    nt_results_free(res);
+    nt_node_close(caller, 2000);
+    nt_node_close(callee, 2000);
+    tally_fini(&slow);
+    gate_fini(&g);
+}
+
+/* Closing a caller with a call still waiting for its answer ends that
+ * call (NT_ECLOSED or NT_EPEERLOST), cleanly. */
+static void
+test_close_with_call_waiting(void)
+{
+    gate g;
+    gate_init(&g);
+    nt_node *caller, *callee;
+    pair_open(&caller, &callee, 2, 0, &g);
+    tally t;
+    tally_init(&t, "slow");
+    CU_ASSERT_EQUAL_FATAL(nt_rpc_call(caller, "svc", 1, "slow", NULL, 0,
+                                      60000, on_tally, &t), NT_OK);
+    CU_ASSERT_EQUAL(tu_counter_wait(&g.entered, 1, 30000), 1);
+    /* The call is either still in its frame or already answered 'later'
+     * (after the callee's 2 ms hold); either way close ends it. */
+    CU_ASSERT_EQUAL(nt_node_close(caller, 2000), NT_OK);
+    CU_ASSERT_EQUAL(tu_counter_wait(&t.done, 1, 10000), 1);
+    CU_ASSERT_EQUAL(t.ok, 0);
+    gate_open(&g);
+    nt_node_close(callee, 2000);
+    tally_fini(&t);
+    gate_fini(&g);
+}
+
 /* A call ends at its deadline while its handler still runs; the answer
  * that comes later is ignored, and calls keep working. */
 static void
@@ -298,6 +375,8 @@ main(void)
     static const nt_test tests[] = {
         NT_TEST(test_no_head_of_line_blocking),
         NT_TEST(test_inflight_limit_refuses),
+        NT_TEST(test_peer_limit_counts_late_calls),
+        NT_TEST(test_close_with_call_waiting),
         NT_TEST(test_late_answer_after_deadline),
         NT_TESTS_END,
     };

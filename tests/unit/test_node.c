@@ -75,6 +75,32 @@ nop_sink(void *dest, const nt_msg *m)
     (void)m;
 }
 
+/* max_registrations: NT_ELIMIT past it, room again after a removal. */
+static void
+test_registration_limit(void)
+{
+    nt_config c;
+    nt_config_init(&c);
+    c.listen = "127.0.0.1:0";
+    c.workers = 1;
+    c.max_registrations = 3;
+    nt_node *n = NULL;
+    CU_ASSERT_EQUAL_FATAL(nt_node_open(&n, &c), NT_OK);
+    int d[4];
+    const char *cmds[] = { "a", "b", "c", "d" };
+    for (int i = 0; i < 3; i++) {
+        CU_ASSERT_EQUAL(nt_subscribe(n, "o", NT_MATCH_ALL, cmds[i], nop_sink,
+                                     &d[i]), NT_OK);
+    }
+    CU_ASSERT_EQUAL(nt_subscribe(n, "o", NT_MATCH_ALL, "d", nop_sink, &d[3]),
+                    NT_ELIMIT);
+    CU_ASSERT_EQUAL(nt_publish(n, "o", 1, "d", NULL, 0), NT_ENOTARGET);
+    CU_ASSERT_EQUAL(nt_unsubscribe(n, "o", NT_MATCH_ALL, "a", &d[0]), NT_OK);
+    CU_ASSERT_EQUAL(nt_subscribe(n, "o", NT_MATCH_ALL, "d", nop_sink, &d[3]),
+                    NT_OK);
+    CU_ASSERT_EQUAL(nt_node_close(n, 1000), NT_OK);
+}
+
 static void
 test_publisher_serves_nothing(void)
 {
@@ -395,6 +421,7 @@ main(void)
 {
     static const nt_test tests[] = {
         NT_TEST(test_open_errors),
+        NT_TEST(test_registration_limit),
         NT_TEST(test_single_node_cluster),
         NT_TEST(test_publisher_serves_nothing),
         NT_TEST(test_concurrent_publish_and_register),
