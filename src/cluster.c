@@ -236,9 +236,15 @@ gossip_timer(void *arg)
     }
     gsp_tick(n->gossip, nti_clock_ms());
     gossip_after(n, &fl);
+    n->gossip_busy++; /* close waits for this call to end */
     nti_mtx_unlock(&n->gossip_mtx);
     frames_send(n, &fl);
     nti_later_sweep(n);
+    nti_mtx_lock(&n->gossip_mtx);
+    if (--n->gossip_busy == 0) {
+        nti_cv_broadcast(&n->cluster_cv);
+    }
+    nti_mtx_unlock(&n->gossip_mtx);
 }
 
 static int
@@ -1337,13 +1343,14 @@ nti_cluster_open(nt_node *n)
         k++;
     }
     framelist fl = { 0 };
-    /* The listener already runs: publish the state under the lock that
-     * every transport-thread reader takes. */
+    /* The listener already runs (refusing requests until nti_tp_start):
+     * publish the state under the lock that every reader takes. */
     nti_mtx_lock(&n->gossip_mtx);
     n->gossip = g;
     gsp_set_seeds(n->gossip, (const char *const *)n->smap, k, now);
     gossip_after(n, &fl);
     nti_mtx_unlock(&n->gossip_mtx);
+    nti_tp_start(n->tp);
     frames_send(n, &fl);
     nti_log(&n->log, NT_LOG_INFO, "node started", "id", n->id, "address",
             n->address, NULL, NULL);
@@ -1427,6 +1434,11 @@ nti_cluster_close(nt_node *n)
     if (n->timer != NULL) {
         nti_mtx_lock(&n->gossip_mtx);
         n->gossip_stop = true;
+        /* A gossip tick already running still sends through the
+         * transport: let it finish before the transport goes. */
+        while (n->gossip_busy > 0) {
+            nti_cv_wait(&n->cluster_cv, &n->gossip_mtx);
+        }
         nti_mtx_unlock(&n->gossip_mtx);
         nti_timer_cancel(n->timer, &n->gossip_tmr);
     }

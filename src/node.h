@@ -106,6 +106,7 @@ struct nt_node {
     uint64_t lost[64];        /* gens lost during one gossip call */
     size_t nlost;
     bool gossip_stop;
+    unsigned gossip_busy;     /* gossip_timer calls past the stop check */
     nti_timer_ent gossip_tmr;
     _Atomic unsigned gossip_sends; /* gossip frames in flight */
     uint8_t last_digest[GSP_DIGEST_LEN]; /* under gossip_mtx */

@@ -825,6 +825,9 @@ int
 nti_tp_alloc(nti_tp **out, const nti_tp_config *cfg)
 {
     nti_tp *tp = calloc(1, sizeof(*tp));
+    if (tp != NULL) {
+        tp->ops_off = true; /* until nti_tp_start: the node is not ready */
+    }
     if (tp == NULL) {
         return NT_ENOMEM;
     }
@@ -875,6 +878,14 @@ static struct {
     nti_mtx mtx; /* guards head */
     nti_tp *head;
 } abandoned = { NTI_MTX_INITIALIZER, NULL };
+
+void
+nti_tp_start(nti_tp *tp)
+{
+    nti_mtx_lock(&tp->srv_mtx);
+    tp->ops_off = false;
+    nti_mtx_unlock(&tp->srv_mtx);
+}
 
 void
 nti_tp_free(nti_tp *tp)

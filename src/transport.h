@@ -110,6 +110,10 @@ typedef struct {
 /* Binds the listener (when listen is set) and starts.  Errors: NT_EADDR
  * (bad or busy address), NT_ENOMEM, NT_EIO. */
 int nti_tp_alloc(nti_tp **out, const nti_tp_config *cfg);
+/* Lets requests through to cfg.ops (until then, from the moment the
+ * listener binds, they are refused with NT_ECLOSED): call once the node
+ * can serve them. */
+void nti_tp_start(nti_tp *tp);
 /* The bound "host:port" (listen side), or NULL. */
 const char *nti_tp_address(const nti_tp *tp);
 /* Stops receiving, fails every request in flight with NT_ECLOSED, closes

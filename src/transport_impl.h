@@ -127,7 +127,8 @@ struct nti_tp {
     nti_mtx srv_mtx; /* guards srv_all, srv_free, srv_closing, ops_* */
     nng_socket srv;
     bool has_srv, srv_closing;
-    bool ops_off;      /* nti_tp_free began: the node is going away */
+    bool ops_off;      /* not yet started (nti_tp_start), or nti_tp_free
+                          began: requests are refused, not handed on */
     unsigned ops_busy; /* callbacks inside cfg.ops (request_in, gossip_in) */
     nti_sreq *srv_all, *srv_free;
     unsigned srv_sending; /* replies handed to nng, not yet sent */
