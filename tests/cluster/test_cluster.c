@@ -6,14 +6,12 @@
  * load test with exact counts.
  */
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "notifier/notifier.h"
 #include "testutil.h"
-
-extern char **environ;
+#include "childutil.h"
 
 static unsigned char key[32];
 static char keyhex[65];
@@ -326,55 +324,6 @@ test_mask_partitioning(void)
 /* ---- a node in another process, killed --------------------------------- */
 
 typedef struct {
-    pid_t pid;
-    FILE *out;
-    int in_fd;
-    char addr[128], id[65];
-} child;
-
-static bool
-child_start(child *c, const char *seed)
-{
-    int outp[2], inp[2];
-    if (pipe(outp) != 0 || pipe(inp) != 0) {
-        return false;
-    }
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, outp[1], 1);
-    posix_spawn_file_actions_adddup2(&fa, inp[0], 0);
-    posix_spawn_file_actions_addclose(&fa, outp[0]);
-    posix_spawn_file_actions_addclose(&fa, inp[1]);
-    char *argv[] = { (char *)CHILD_NODE, (char *)seed, keyhex, NULL };
-    int rv = posix_spawn(&c->pid, CHILD_NODE, &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    close(outp[1]);
-    close(inp[0]);
-    if (rv != 0) {
-        return false;
-    }
-    c->in_fd = inp[1];
-    c->out = fdopen(outp[0], "r");
-    char line[256];
-    /* The child prints READY once open; fgets blocks until then (the
-     * test's own timeout bounds a child that never starts). */
-    if (fgets(line, sizeof(line), c->out) == NULL ||
-        sscanf(line, "READY %127s %64s", c->addr, c->id) != 2) {
-        return false;
-    }
-    return true;
-}
-
-static void
-child_kill(child *c)
-{
-    kill(c->pid, SIGKILL);
-    waitpid(c->pid, NULL, 0);
-    fclose(c->out);
-    close(c->in_fd);
-}
-
-typedef struct {
     tu_counter done;
     int item_status;
     int call_status;
@@ -397,7 +346,7 @@ test_killed_node_peer_lost(void)
     nt_node *v[2];
     open_cluster(v, 2);
     child c;
-    CU_ASSERT_FATAL(child_start(&c, nt_node_address(v[0])));
+    CU_ASSERT_FATAL(child_start(&c, nt_node_address(v[0]), keyhex));
     CU_ASSERT_EQUAL_FATAL(nt_node_wait_members(v[0], 3, 20000), NT_OK);
     converge(v, 2);
     /* Wait until the child's registrations are routable here. */

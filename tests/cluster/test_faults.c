@@ -11,15 +11,13 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "notifier/notifier.h"
 #include "testutil.h"
-
-extern char **environ;
+#include "childutil.h"
 
 /* ASan keeps freed blocks in a quarantine (256 MiB by default), so RSS
  * under ASan measures that cap, not our bound. */
@@ -88,41 +86,6 @@ count_sink(void *dest, const nt_msg *m)
 /* ---- a node killed during a stream ------------------------------------ */
 
 typedef struct {
-    pid_t pid;
-    FILE *out;
-    int in_fd;
-    char addr[128], id[65];
-} child;
-
-static bool
-child_start(child *c, const char *seed)
-{
-    int outp[2], inp[2];
-    if (pipe(outp) != 0 || pipe(inp) != 0) {
-        return false;
-    }
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, outp[1], 1);
-    posix_spawn_file_actions_adddup2(&fa, inp[0], 0);
-    posix_spawn_file_actions_addclose(&fa, outp[0]);
-    posix_spawn_file_actions_addclose(&fa, inp[1]);
-    char *argv[] = { (char *)CHILD_NODE, (char *)seed, keyhex, NULL };
-    int rv = posix_spawn(&c->pid, CHILD_NODE, &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    close(outp[1]);
-    close(inp[0]);
-    if (rv != 0) {
-        return false;
-    }
-    c->in_fd = inp[1];
-    c->out = fdopen(outp[0], "r");
-    char line[256];
-    return fgets(line, sizeof(line), c->out) != NULL &&
-           sscanf(line, "READY %127s %64s", c->addr, c->id) == 2;
-}
-
-typedef struct {
     tu_counter done;
     pthread_mutex_t mtx;
     long ok, peer_lost, no_target, timed_out, busy, other;
@@ -169,7 +132,7 @@ test_sigkill_during_stream(void)
     nt_node *a = open_member(NULL, 1 << 16);
     nt_node *b = open_member(nt_node_address(a), 1 << 16);
     child c;
-    CU_ASSERT_FATAL(child_start(&c, nt_node_address(a)));
+    CU_ASSERT_FATAL(child_start(&c, nt_node_address(a), keyhex));
     CU_ASSERT_EQUAL_FATAL(nt_node_wait_members(a, 3, 20000), NT_OK);
     /* "sink" is served by the child; b also takes it, as a survivor. */
     tu_counter got_b;
