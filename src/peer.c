@@ -1188,6 +1188,21 @@ nti_maint_main(void *arg)
             break;
         }
         uint64_t now = nti_clock_ms();
+        nng_pipe due[LINGER_MAX];
+        size_t ndue = 0;
+        nti_mtx_lock(&tp->srv_mtx);
+        for (size_t i = 0; i < tp->nlingering;) {
+            if (tp->lingering[i].due <= now) {
+                due[ndue++] = tp->lingering[i].pipe;
+                tp->lingering[i] = tp->lingering[--tp->nlingering];
+            } else {
+                i++;
+            }
+        }
+        nti_mtx_unlock(&tp->srv_mtx);
+        for (size_t i = 0; i < ndue; i++) {
+            nng_pipe_close(due[i]); /* gone already: a harmless error */
+        }
         nti_peer **pp = &tp->peers;
         while (*pp != NULL) {
             nti_peer *p = *pp;

@@ -492,8 +492,10 @@ sreq_send(nti_sreq *s, nng_msg *m)
 }
 
 /* An unauthenticated reject: 'E' and a status byte.  For garbage and
- * authentication failures the link is closed once the reject is out, so
- * a peer that cannot talk to us reconnects only at its dialer's backoff.
+ * authentication failures the link is closed LINGER_MS after the reject is
+ * out (a close right behind it could reach the sender first and hide the
+ * reason), so a peer that cannot talk to us reconnects only at its
+ * dialer's backoff.
  * A frame that is merely too big keeps the link: its sender is likely an
  * honest node with a larger max_payload, and closing would lose the fate
  * of everything else it has in flight (nng itself drops the connection
@@ -682,7 +684,18 @@ sreq_cb(void *arg)
                                       memory_order_relaxed);
         }
         if (s->close_link) {
-            nng_pipe_close(s->pipe);
+            /* The maintenance thread closes it after LINGER_MS. */
+            nti_mtx_lock(&tp->srv_mtx);
+            bool later = tp->nlingering < LINGER_MAX;
+            if (later) {
+                tp->lingering[tp->nlingering].pipe = s->pipe;
+                tp->lingering[tp->nlingering].due = nti_clock_ms() + LINGER_MS;
+                tp->nlingering++;
+            }
+            nti_mtx_unlock(&tp->srv_mtx);
+            if (!later) {
+                nng_pipe_close(s->pipe);
+            }
             s->close_link = false;
         }
         if (s->held) {

@@ -23,6 +23,8 @@
 #define MAX_QUEUED_REQS 8192 /* requests waiting for a context, per peer */
 #define RETRY_MS 20       /* after a peer refused notifications */
 #define MAINT_MS 50       /* maintenance period */
+#define LINGER_MS 200     /* rejected link: closed this long after */
+#define LINGER_MAX 64     /* links lingering at once; more close at once */
 #define IDLE_RETIRE_MS 60000
 #define RETIRE_GRACE_MS 2000 /* retired socket closed after this */
 #define FLUSH_MS 500         /* shutdown: wait for replies to leave */
@@ -132,6 +134,13 @@ struct nti_tp {
     unsigned ops_busy; /* callbacks inside cfg.ops (request_in, gossip_in) */
     nti_sreq *srv_all, *srv_free;
     unsigned srv_sending; /* replies handed to nng, not yet sent */
+    /* Links to close once their reject has had LINGER_MS to reach the
+     * sender (a close right behind the reject could overtake it). */
+    struct {
+        nng_pipe pipe;
+        uint64_t due;
+    } lingering[LINGER_MAX];
+    size_t nlingering; /* under srv_mtx */
     nti_cv srv_cv;        /* srv_sending reached zero */
     _Atomic unsigned held;
     _Atomic unsigned conns;
