@@ -289,6 +289,7 @@ cframe_hold_over(void *arg)
         for (size_t i = 0; i < f->count; i++) {
             if (f->it[i].state == CF_RUNNING) {
                 f->it[i].state = NTI_CA_LATER;
+                nti_tp_count_deferred(f->n->tp);
             }
         }
     }
@@ -365,6 +366,7 @@ nti_srv_calls(nt_node *n, nti_sreq *sr, const nti_hdr *h, gsp_rd *r,
             for (size_t i = 0; i < f->count; i++) {
                 if (f->it[i].state == CF_RUNNING) {
                     f->it[i].state = NTI_CA_LATER;
+                    nti_tp_count_deferred(n->tp);
                 }
             }
         }

@@ -1018,6 +1018,7 @@ nti_cluster_stats(nt_node *n, void (*row)(void *, const char *, uint64_t),
     row(arg, "call_frames_sent", ts.call_frames_sent);
     row(arg, "calls_sent", ts.calls_sent);
     row(arg, "results_late_sent", ts.results_late_sent);
+    row(arg, "calls_deferred", ts.calls_deferred);
     row(arg, "connections", ts.conns);
     gsp_stats gs;
     nti_mtx_lock(&n->gossip_mtx);

@@ -247,19 +247,13 @@ nti_nng_cap(const nti_tp *tp)
 
 /* ---- sealing ----------------------------------------------------------- */
 
-/* An nng message holding ch + seal(pt).  NT_OK or an error. */
-int
-nti_seal_msg(nti_tp *tp, uint8_t ch, const uint8_t *pt, size_t len,
-             nng_msg **out)
+int nti_srv_msg_alloc(nng_msg **m, size_t size); /* below */
+
+/* Seals pt into m (allocated with room for cap bytes) after the byte ch. */
+static int
+seal_into(nti_tp *tp, nng_msg *m, size_t cap, uint8_t ch, const uint8_t *pt,
+          size_t len)
 {
-    nng_msg *m;
-    size_t cap = 1 + len + GSP_SEAL_OVERHEAD;
-    if (cap > tp->cfg.max_frame + 1) {
-        return NT_EMSGSIZE;
-    }
-    if (nng_msg_alloc(&m, cap) != 0) {
-        return NT_ENOMEM;
-    }
     uint8_t *body = nng_msg_body(m);
     body[0] = ch;
     size_t outlen = 0;
@@ -267,12 +261,53 @@ nti_seal_msg(nti_tp *tp, uint8_t ch, const uint8_t *pt, size_t len,
     int rv = gsp_seal(tp->cfg.keyring, pt, len, body + 1, cap - 1, &outlen);
     nti_rwlock_unlock(&tp->kr_lock);
     if (rv != GSP_OK) {
-        nng_msg_free(m);
         return NT_EAUTH;
     }
     nng_msg_chop(m, cap - 1 - outlen);
+    return NT_OK;
+}
+
+/* An nng message from alloc holding ch + seal(pt).  NT_OK or an error. */
+static int
+seal_msg(nti_tp *tp, uint8_t ch, const uint8_t *pt, size_t len,
+         nng_msg **out, int (*alloc)(nng_msg **, size_t))
+{
+    nng_msg *m;
+    size_t cap = 1 + len + GSP_SEAL_OVERHEAD;
+    if (cap > tp->cfg.max_frame + 1) {
+        return NT_EMSGSIZE;
+    }
+    if (alloc(&m, cap) != 0) {
+        return NT_ENOMEM;
+    }
+    int rv = seal_into(tp, m, cap, ch, pt, len);
+    if (rv != NT_OK) {
+        nng_msg_free(m);
+        return rv;
+    }
     *out = m;
     return NT_OK;
+}
+
+int
+nti_seal_msg(nti_tp *tp, uint8_t ch, const uint8_t *pt, size_t len,
+             nng_msg **out)
+{
+    return seal_msg(tp, ch, pt, len, out, nng_msg_alloc);
+}
+
+/* Every reply the server hands to a rep0 context comes from here, and only
+ * those.  nng 1.5.2 can leak one such message when its connection closes at
+ * the wrong moment (rep0 closes the pipe's send aio, then starts a send on
+ * it under its lock: the transport refuses the stopped aio and nothing
+ * frees the message; nng fixed it after 1.5.2).  The leak checkers'
+ * suppressions (tests/sanitizers/) name this function, so they hide that
+ * leak and nothing else.  Not static: the name must survive into the
+ * stack traces. */
+__attribute__((noinline)) int
+nti_srv_msg_alloc(nng_msg **m, size_t size)
+{
+    return nng_msg_alloc(m, size);
 }
 
 /* Opens a sealed frame into a malloc'd plaintext.  Returns 0 or a drop
@@ -505,7 +540,7 @@ sreq_reject(nti_sreq *s, int status)
 {
     s->close_link = status == NT_EAUTH || status == NT_EPROTO;
     nng_msg *m;
-    if (nng_msg_alloc(&m, 2) != 0) {
+    if (nti_srv_msg_alloc(&m, 2) != 0) {
         /* Nothing to answer with; the requester's own timeout applies. */
         nti_mtx_lock(&s->tp->srv_mtx);
         s->state = S_IDLE;
@@ -572,7 +607,7 @@ srv_handle(nti_tp *tp, nti_sreq *s, nng_msg *m)
             return;
         }
         nng_msg *r;
-        if (nng_msg_alloc(&r, 0) != 0) {
+        if (nti_srv_msg_alloc(&r, 0) != 0) {
             sreq_reject(s, NT_ENOMEM);
             return;
         }
@@ -717,6 +752,12 @@ sreq_cb(void *arg)
     }
 }
 
+void
+nti_tp_count_deferred(nti_tp *tp)
+{
+    atomic_fetch_add_explicit(&tp->st_deferred, 1, memory_order_relaxed);
+}
+
 bool
 nti_tp_hold(nti_tp *tp)
 {
@@ -753,7 +794,7 @@ nti_sreq_reply(nti_sreq *s, uint8_t *pt, size_t len)
         return;
     }
     nng_msg *m;
-    int rv = nti_seal_msg(s->tp, NTI_CH_DATA, pt, len, &m);
+    int rv = seal_msg(s->tp, NTI_CH_DATA, pt, len, &m, nti_srv_msg_alloc);
     free(pt);
     if (rv != NT_OK) {
         sreq_reject(s, rv);
@@ -1045,6 +1086,7 @@ nti_tp_stats_get(nti_tp *tp, nti_tp_stats *st)
     st->call_frames_sent = atomic_load(&tp->st_call_frames);
     st->calls_sent = atomic_load(&tp->st_calls);
     st->results_late_sent = atomic_load(&tp->st_late);
+    st->calls_deferred = atomic_load(&tp->st_deferred);
     st->conns = atomic_load(&tp->conns);
     nti_mtx_lock(&tp->peers_mtx);
     for (nti_peer *p = tp->peers; p != NULL; p = p->next) {

@@ -75,6 +75,7 @@ typedef struct {
     uint64_t call_frames_sent;   /* CALLS frames */
     uint64_t calls_sent;         /* call items in them */
     uint64_t results_late_sent;  /* RESULTS_TO items (answers after 2 ms) */
+    uint64_t calls_deferred;     /* server: items acked as answered later */
     uint64_t conns;              /* server: connections now */
 } nti_tp_stats;
 
@@ -230,6 +231,8 @@ void nti_sreq_reply(nti_sreq *sr, uint8_t *pt, size_t len);
 const char *nti_sreq_remote(const nti_sreq *sr);
 /* Counts calls held for later answers; false when max_inflight is hit. */
 bool nti_sreq_hold(nti_sreq *sr);
+/* Stats: one call item was acked as answered later (calls_deferred). */
+void nti_tp_count_deferred(nti_tp *tp);
 /* The same count for a batched call item (no request of its own). */
 bool nti_tp_hold(nti_tp *tp);
 void nti_tp_unhold(nti_tp *tp);

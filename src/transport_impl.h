@@ -169,7 +169,7 @@ struct nti_tp {
     _Atomic uint64_t st_notify_in;
     _Atomic uint64_t st_rejected, st_notify_sent, st_notify_unacked,
         st_notify_retried, st_connects, st_disconnects;
-    _Atomic uint64_t st_call_frames, st_calls, st_late;
+    _Atomic uint64_t st_call_frames, st_calls, st_late, st_deferred;
 };
 
 /* ---- transport.c ------------------------------------------------------- */

@@ -156,4 +156,30 @@ tu_counter_wait(tu_counter *c, long target, int timeout_ms)
     return v;
 }
 
+/* A pause for polling state that has no event to wait on (a node's stats);
+ * use it only through TU_POLL, with a condition and a deadline. */
+static inline void
+tu_pause_ms(int ms)
+{
+    pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t cv;
+    struct timespec ts;
+    tu_cond_init(&cv);
+    tu_abstime(&ts, ms);
+    pthread_mutex_lock(&m);
+    while (pthread_cond_timedwait(&cv, &m, &ts) != ETIMEDOUT) {
+    }
+    pthread_mutex_unlock(&m);
+    pthread_cond_destroy(&cv);
+}
+
+/* Sets ok to whether cond came to hold within timeout_ms (polled). */
+#define TU_POLL(ok, cond, timeout_ms)                                       \
+    do {                                                                   \
+        uint64_t tu_end_ = tu_now_ms() + (uint64_t)(timeout_ms);          \
+        while (!((ok) = (cond)) && tu_now_ms() < tu_end_) {                \
+            tu_pause_ms(2);                                                \
+        }                                                                  \
+    } while (0)
+
 #endif
