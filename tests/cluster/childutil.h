@@ -9,14 +9,13 @@
 #define NT_CHILDUTIL_H
 
 #include <signal.h>
-#include <spawn.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-extern char **environ;
+#include "../spawnutil.h"
 
 typedef struct {
     pid_t pid;
@@ -31,29 +30,19 @@ typedef struct {
 static inline bool
 child_start(child *c, const char *seed, const char *key_hex)
 {
-    int outp[2], inp[2];
-    if (pipe(outp) != 0 || pipe(inp) != 0) {
-        return false;
-    }
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, outp[1], 1);
-    posix_spawn_file_actions_adddup2(&fa, inp[0], 0);
-    posix_spawn_file_actions_addclose(&fa, outp[0]);
-    posix_spawn_file_actions_addclose(&fa, inp[1]);
     char *argv[] = { (char *)CHILD_NODE, (char *)seed, (char *)key_hex,
                      NULL };
-    int rv = posix_spawn(&c->pid, CHILD_NODE, &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    close(outp[1]);
-    close(inp[0]);
-    if (rv != 0) {
+    int out_fd;
+    if (!tu_spawn_piped(CHILD_NODE, argv, &c->pid, &out_fd, &c->in_fd)) {
         return false;
     }
-    c->in_fd = inp[1];
-    c->out = fdopen(outp[0], "r");
+    c->out = fdopen(out_fd, "r");
+    if (c->out == NULL) {
+        close(out_fd);
+        return false;
+    }
     char line[256];
-    return c->out != NULL && fgets(line, sizeof(line), c->out) != NULL &&
+    return fgets(line, sizeof(line), c->out) != NULL &&
            sscanf(line, "READY %127s %64s", c->addr, c->id) == 2;
 }
 

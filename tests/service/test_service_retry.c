@@ -8,13 +8,11 @@
  */
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../spawnutil.h"
 #include "svcutil.h"
-
-extern char **environ;
 
 typedef struct {
     pid_t pid;
@@ -62,26 +60,8 @@ child_kill(child *c)
 static bool
 child_start(child *c, const char *seed)
 {
-    int outp[2], inp[2];
-    if (pipe(outp) != 0 || pipe(inp) != 0) {
-        return false;
-    }
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, outp[1], 1);
-    posix_spawn_file_actions_adddup2(&fa, inp[0], 0);
-    posix_spawn_file_actions_addclose(&fa, outp[0]);
-    posix_spawn_file_actions_addclose(&fa, inp[1]);
     char *argv[] = { (char *)SVC_CHILD, (char *)seed, su_keyhex, NULL };
-    int rv = posix_spawn(&c->pid, SVC_CHILD, &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    close(outp[1]);
-    close(inp[0]);
-    c->out_fd = outp[0];
-    c->in_fd = inp[1];
-    if (rv != 0) {
-        close(c->out_fd);
-        close(c->in_fd);
+    if (!tu_spawn_piped(SVC_CHILD, argv, &c->pid, &c->out_fd, &c->in_fd)) {
         return false;
     }
     char line[256];
