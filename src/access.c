@@ -10,8 +10,9 @@
  * Retries (nt_execute) are per id: one nt_rpcs round for the ids still
  * pending, then each id's outcome is classified (see classify()).  A "no
  * target" whose item names a node means the call reached a node whose
- * registration had just gone: the directory is in flux, retry after
- * waiting for convergence.  One that names no node means nothing matched
+ * registration had just gone: the directory is in flux, retry after the
+ * plain backoff (the digests may agree until the removal arrives here).
+ * One that names no node means nothing matched
  * here: retried while this node has not joined anyone yet (waiting for a
  * member) or its directory has not converged (waiting for that), final
  * once it has.  The backoff is a wait
@@ -212,8 +213,11 @@ classify(const nt_exec_result *r)
     case NT_EAGAIN:
         return R_RETRY;
     case NT_ENOTARGET:
-        /* Named node: routed there, registration gone since. */
-        return r->node != NULL && r->node[0] != '\0' ? R_CONVERGE
+        /* Named node: routed there, registration gone since.  Its removal
+         * may not have reached this node yet, and until it does the
+         * digests still agree: waiting for "converged" would return at
+         * once, so this waits the plain backoff. */
+        return r->node != NULL && r->node[0] != '\0' ? R_RETRY
                                                      : R_IF_UNSETTLED;
     default:
         return R_FINAL;

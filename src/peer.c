@@ -84,10 +84,7 @@ int
 nti_tp_peer(nti_tp *tp, const char *addr, nti_peer **out)
 {
     char url[GSP_ADDR_MAX + 16];
-    int rv = nti_make_url(addr, url, sizeof(url));
-    if (rv != NT_OK) {
-        return rv;
-    }
+    int rv;
     uint64_t k = addr_key(addr);
     nti_mtx_lock(&tp->peers_mtx);
     if (tp->stop) {
@@ -109,6 +106,11 @@ nti_tp_peer(nti_tp *tp, const char *addr, nti_peer **out)
                 return NT_OK;
             }
         }
+    }
+    /* Only a new peer's address needs checking: those in the table were. */
+    if ((rv = nti_make_url(addr, url, sizeof(url))) != NT_OK) {
+        nti_mtx_unlock(&tp->peers_mtx);
+        return rv;
     }
     nti_peer *p = calloc(1, sizeof(*p));
     if (p == NULL) {

@@ -53,12 +53,12 @@ struct nti_call {
     bool inline_cb; /* internal callback: run where the call completes */
     uint64_t start_us;
     nt_results *res;
-    uint64_t *peers;
     nti_waiter *waiter;
     nt_response_fn cb;
     void *cbarg;
     nti_timer_ent tmr;
     nti_task cbtask;
+    uint64_t peers[]; /* n: the peer each reply comes from (0: local) */
 };
 
 int
@@ -93,15 +93,13 @@ int
 nti_call_alloc(nti_rpctab *tab, size_t n, const char *const *node_ids,
                const uint64_t *peers, nti_call **out)
 {
-    nti_call *c = calloc(1, sizeof(*c));
+    nti_call *c = calloc(1, sizeof(*c) + n * sizeof(c->peers[0]));
     size_t blk = sizeof(nt_results) + n * sizeof(nt_result) +
                  n * (NODE_ID_MAX + 1);
     nt_results *res = malloc(blk);
-    uint64_t *pv = calloc(n ? n : 1, sizeof(*pv));
-    if (c == NULL || res == NULL || pv == NULL) {
+    if (c == NULL || res == NULL) {
         free(c);
         free(res);
-        free(pv);
         return NT_ENOMEM;
     }
     res->count = n;
@@ -110,19 +108,21 @@ nti_call_alloc(nti_rpctab *tab, size_t n, const char *const *node_ids,
     for (size_t i = 0; i < n; i++) {
         nt_result *it = &res->items[i];
         char *nm = names + i * (NODE_ID_MAX + 1);
-        snprintf(nm, NODE_ID_MAX + 1, "%s", node_ids[i] ? node_ids[i] : "");
+        const char *id = node_ids[i] ? node_ids[i] : "";
+        size_t idlen = strnlen(id, NODE_ID_MAX);
+        memcpy(nm, id, idlen); /* not snprintf: this is per call */
+        nm[idlen] = '\0';
         it->status = 1; /* open */
         it->data = NULL;
         it->len = 0;
         it->node = nm;
         it->code = 0;
-        pv[i] = peers ? peers[i] : 0;
+        c->peers[i] = peers ? peers[i] : 0;
     }
     atomic_init(&c->refs, 1);
     c->tab = tab;
     c->n = n;
     c->res = res;
-    c->peers = pv;
     nti_timer_ent_init(&c->tmr, call_expire, c);
     *out = c;
     return NT_OK;
@@ -141,7 +141,6 @@ nti_call_rele(nti_call *c)
         return;
     }
     nt_results_free(c->res);
-    free(c->peers);
     free(c);
 }
 

@@ -289,9 +289,10 @@ NT_API void nt_exec_results_free(nt_exec_results *r);
  *   NT_EPEERLOST, NT_EUNREACHABLE, NT_ECLOSED (the serving node or the
  *     service went away), NT_EAGAIN (a queue was full: not run);
  *   NT_ENOTARGET when the call reached a node whose registration had
- *     just gone (rebound, drain), or while this node's directory has not
- *     converged; the backoff then waits for convergence.  On a converged
- *     directory "no target" is final.
+ *     just gone (rebound, drain), after the backoff; and while this node's
+ *     directory has not converged, when the backoff waits for convergence.
+ *     On a converged directory a "no target" that reached no node is
+ *     final.
  * Never retried: NT_OK, any answer from a command (NT_EREMOTE, NT_ENOENT),
  * NT_EPROTO, NT_EMSGSIZE and NT_ETIMEDOUT (the command may still be
  * running; calling again would double the load on a slow service).  Note

@@ -832,12 +832,19 @@ rebound_load_thread(void *arg)
         }
         nt_exec_results *r = NULL;
         long bad = 0;
-        if (nt_execute(l->n, "rb", "who", ids, 8, NULL, 0, 20000, 20, &r) !=
-            NT_OK) {
+        int rv = nt_execute(l->n, "rb", "who", ids, 8, NULL, 0, 20000, 20,
+                            &r);
+        if (rv != NT_OK) {
             bad = 8;
+            printf("\n  nt_execute: %s\n", nt_strerror(rv));
         } else {
             for (int i = 0; i < 8; i++) {
-                bad += r->items[i].status != NT_OK;
+                if (r->items[i].status != NT_OK) {
+                    bad++;
+                    printf("\n  id %d: %s (%d attempts)\n", i,
+                           nt_strerror(r->items[i].status),
+                           (int)r->items[i].attempts);
+                }
             }
             nt_exec_results_free(r);
         }
