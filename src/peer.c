@@ -783,7 +783,7 @@ peer_kick(nti_peer *p)
                           now >= p->retry_at;
         bool want_x[2];
         for (int k = 0; k < 2; k++) {
-            want_x[k] = p->xq[k].h != NULL && p->xq[k].batches < NBATCH &&
+            want_x[k] = p->xq[k].h != NULL && p->xq[k].batches < NXBATCH &&
                         now >= p->xq[k].retry_at &&
                         (k != XQ_CALLS || p->xq[k].inflight <
                                               tp->cfg.max_peer_inflight);

@@ -18,6 +18,13 @@
 #define MAX_CTX_CAP 4096  /* client contexts per peer, at most */
 #define GOSSIP_CTX 8      /* contexts kept for gossip beyond the data limit */
 #define NBATCH 4          /* notification batches in flight per peer */
+/* Call frames (and result frames) in flight per peer, each.  Two, not
+ * four: calls that wait for a free frame leave together, and on the
+ * bench machine 2 beat 4 at every concurrency measured (64 in flight:
+ * 18 calls per frame instead of 10, ~15 % less CPU per call; 2-8 in
+ * flight: the same or better) while one slow frame still leaves one free
+ * (docs/PERFORMANCE.md, "RPC throughput"). */
+#define NXBATCH 2
 #define BATCH_ITEMS 1024  /* notifications per batch */
 #define BATCH_BYTES (256u * 1024u)
 #define MAX_QUEUED_REQS 8192 /* requests waiting for a context, per peer */
