@@ -358,8 +358,8 @@ nti_srv_calls(nt_node *n, nti_sreq *sr, const nti_hdr *h, gsp_rd *r,
     f->answered = all;
     if (!all) {
         atomic_fetch_add(&f->refs, 1); /* the hold timer's */
-        if (nti_timer_schedule(n->timer, &f->tmr,
-                               nti_clock_ms() + HOLD_MS) != NT_OK) {
+        if (nti_timer_schedule_coarse(n->timer, &f->tmr,
+                                      nti_clock_ms() + HOLD_MS) != NT_OK) {
             atomic_fetch_sub(&f->refs, 1);
             f->answered = true; /* no timer: answer now, rest later */
             all = true;

@@ -1,6 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Timer thread with a binary min-heap of entries (see timer.h).
+ *
+ * Design notes
+ * ------------
+ * Waking the thread is a context switch, and the callee's 2 ms hold timer
+ * is scheduled (and nearly always cancelled) once per call frame: with a
+ * signal each time it cost one switch per RPC.  So the thread records when
+ * it will wake next (wake_at; 0 while awake, when it re-reads the heap
+ * before sleeping anyway), and a schedule signals only when its entry is
+ * due before that.  Coarse entries (nti_timer_schedule_coarse) may run up
+ * to their slack late; scheduling one also keeps the thread ticking every
+ * TICK_MS for TICK_WINDOW_MS, so that while such entries keep coming they
+ * never need a signal.  An idle node's thread still sleeps until its next
+ * entry.
  */
 #include "timer.h"
 
@@ -10,12 +23,17 @@
 #include "notifier/notifier.h"
 #include "platform/platform.h"
 
+#define TICK_MS 1
+#define TICK_WINDOW_MS 100
+
 struct nti_timer {
-    nti_mtx mtx; /* guards heap, n, cap, stop */
+    nti_mtx mtx; /* guards everything below */
     nti_cv cv;
     nti_timer_ent **heap;
     size_t n, cap;
     bool stop;
+    uint64_t wake_at;    /* the sleeping thread's deadline; 0 while awake */
+    uint64_t tick_until; /* tick every TICK_MS until then */
     nti_thr thr;
     char name[16];
 };
@@ -96,13 +114,20 @@ timer_main(void *arg)
     nti_thr_setname(t->name);
     nti_mtx_lock(&t->mtx);
     while (!t->stop) {
-        if (t->n == 0) {
-            nti_cv_wait(&t->cv, &t->mtx);
-            continue;
-        }
-        nti_timer_ent *e = t->heap[0];
-        if (e->when > nti_clock_ms()) {
-            nti_cv_wait_until(&t->cv, &t->mtx, e->when);
+        uint64_t now = nti_clock_ms();
+        nti_timer_ent *e = t->n > 0 ? t->heap[0] : NULL;
+        if (e == NULL || e->when > now) {
+            uint64_t until = e != NULL ? e->when : UINT64_MAX;
+            if (t->tick_until > now && now + TICK_MS < until) {
+                until = now + TICK_MS;
+            }
+            t->wake_at = until;
+            if (until == UINT64_MAX) {
+                nti_cv_wait(&t->cv, &t->mtx);
+            } else {
+                nti_cv_wait_until(&t->cv, &t->mtx, until);
+            }
+            t->wake_at = 0;
             continue;
         }
         heap_remove(t, e);
@@ -154,8 +179,8 @@ nti_timer_free(nti_timer *t)
     free(t);
 }
 
-int
-nti_timer_schedule(nti_timer *t, nti_timer_ent *e, uint64_t when)
+static int
+schedule(nti_timer *t, nti_timer_ent *e, uint64_t when, uint64_t slack)
 {
     nti_mtx_lock(&t->mtx);
     if (e->pos != 0) {
@@ -175,11 +200,29 @@ nti_timer_schedule(nti_timer *t, nti_timer_ent *e, uint64_t when)
     t->heap[t->n] = e;
     e->pos = ++t->n;
     sift_up(t, t->n - 1);
-    if (t->heap[0] == e) {
+    if (slack > 0) {
+        uint64_t keep = nti_clock_ms() + TICK_WINDOW_MS;
+        if (t->tick_until < keep) {
+            t->tick_until = keep;
+        }
+    }
+    if (when + slack < t->wake_at) {
         nti_cv_signal(&t->cv);
     }
     nti_mtx_unlock(&t->mtx);
     return NT_OK;
+}
+
+int
+nti_timer_schedule(nti_timer *t, nti_timer_ent *e, uint64_t when)
+{
+    return schedule(t, e, when, 0);
+}
+
+int
+nti_timer_schedule_coarse(nti_timer *t, nti_timer_ent *e, uint64_t when)
+{
+    return schedule(t, e, when, TICK_MS);
 }
 
 bool

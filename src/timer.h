@@ -31,6 +31,10 @@ void nti_timer_free(nti_timer *t);
 /* Schedules e at when (ms, monotonic), moving it if already scheduled.
  * NT_OK or NT_ENOMEM. */
 int nti_timer_schedule(nti_timer *t, nti_timer_ent *e, uint64_t when);
+/* Like nti_timer_schedule for entries that may run up to 1 ms late and
+ * are scheduled often (the callee's hold timer): they seldom wake the
+ * thread (see the design notes in timer.c). */
+int nti_timer_schedule_coarse(nti_timer *t, nti_timer_ent *e, uint64_t when);
 /* Unschedules e.  True when it was still pending (it will not run); false
  * when it was not scheduled or has already been taken to run. */
 bool nti_timer_cancel(nti_timer *t, nti_timer_ent *e);

@@ -156,8 +156,9 @@ tu_counter_wait(tu_counter *c, long target, int timeout_ms)
     return v;
 }
 
-/* A pause for polling state that has no event to wait on (a node's stats);
- * use it only through TU_POLL, with a condition and a deadline. */
+/* A pause: for polling state that has no event to wait on (a node's
+ * stats, through TU_POLL with a deadline), or to let a thread settle when
+ * the test's verdict does not depend on it.  Never to wait for a result. */
 static inline void
 tu_pause_ms(int ms)
 {
