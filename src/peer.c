@@ -10,8 +10,13 @@
  * Client.  One peer per remote address: a req0 socket, one dialer (nng
  * reconnects it with exponential backoff and full jitter), and up to
  * max_peer_inflight contexts.  A context runs one request at a time, strictly send
- * then receive: the receive is posted only from the send's completion, so
+ * then receive: the receive is posted only once the send has completed, so
  * a receive is never cancelled while its send is pending (nng#1702).  The
+ * send is first tried inline with a zero-timeout aio that has no callback
+ * (ctx_send): when a connection is ready it completes at once and the
+ * receive is posted by the sender, sparing the hop to nng's task thread
+ * that a callback's completion costs; otherwise the callback aio sends and
+ * its completion posts the receive.  The
  * work waiting for a context is a FIFO of requests (calls, gossip, info)
  * and a queue of notifications that leave in batches (at most NBATCH in
  * flight).
@@ -40,6 +45,7 @@
 /* ---- client: peers -------------------------------------------------------- */
 
 static void cctx_cb(void *arg);
+static void ctx_sent(nti_peer *p, cctx *c);
 static void peer_kick(nti_peer *p);
 static void peer_sent(nti_peer *p);
 
@@ -519,7 +525,14 @@ ctx_take(nti_peer *p, bool gossip)
         free(c);
         return NULL;
     }
+    if (nng_aio_alloc(&c->saio, NULL, NULL) != 0) {
+        nng_aio_free(c->aio);
+        free(c);
+        return NULL;
+    }
+    nng_aio_set_timeout(c->saio, NNG_DURATION_ZERO);
     if (nng_ctx_open(&c->ctx, p->sock) != 0) {
+        nng_aio_free(c->saio);
         nng_aio_free(c->aio);
         free(c);
         return NULL;
@@ -662,16 +675,9 @@ cctx_cb(void *arg)
     if (c->state == C_SEND) {
         if (rv == 0) {
             nti_mtx_lock(&p->mtx);
-            c->state = C_RECV;
-            c->gen = p->gen;
-            if (c->req != NULL) {
-                c->req->sent = true;
-            }
             p->sending++;
             nti_mtx_unlock(&p->mtx);
-            atomic_fetch_add_explicit(&tp->st_frames_out, 1,
-                                      memory_order_relaxed);
-            nng_ctx_recv(c->ctx, c->aio);
+            ctx_sent(p, c);
             peer_sent(p);
             return;
         }
@@ -760,6 +766,46 @@ peer_sent(nti_peer *p)
         nti_cv_broadcast(&p->cv);
     }
     nti_mtx_unlock(&p->mtx);
+}
+
+/* The send of c's request succeeded: receive its reply.  In the caller's
+ * sending window (p->sending counted). */
+static void
+ctx_sent(nti_peer *p, cctx *c)
+{
+    nti_mtx_lock(&p->mtx);
+    c->state = C_RECV;
+    c->gen = p->gen;
+    if (c->req != NULL) {
+        c->req->sent = true;
+    }
+    nti_mtx_unlock(&p->mtx);
+    atomic_fetch_add_explicit(&p->tp->st_frames_out, 1, memory_order_relaxed);
+    nng_ctx_recv(c->ctx, c->aio);
+}
+
+/* Sends m on c.  First inline, with the callback-less zero-timeout aio:
+ * when a connection is ready, req0 hands the frame to it at once and the
+ * receive is posted from here, which spares a hand-off to nng's task
+ * thread per request (a callback aio's completion is always dispatched
+ * there).  Else (no connection ready, or closed), the usual send with the
+ * callback aio, which waits for a connection or reports the error.  Either
+ * way the receive follows the send's completion (nng#1702).  In the
+ * caller's sending window. */
+static void
+ctx_send(nti_peer *p, cctx *c, nng_msg *m)
+{
+    nng_aio_set_msg(c->saio, m);
+    nng_ctx_send(c->ctx, c->saio);
+    nng_aio_wait(c->saio); /* zero timeout: done already */
+    if (nng_aio_result(c->saio) == 0) {
+        ctx_sent(p, c);
+        return;
+    }
+    m = nng_aio_get_msg(c->saio); /* not taken: ours again */
+    nng_aio_set_msg(c->saio, NULL);
+    nng_aio_set_msg(c->aio, m);
+    nng_ctx_send(c->ctx, c->aio);
 }
 
 /* Starts as much queued work as there are contexts for. */
@@ -908,8 +954,7 @@ peer_kick(nti_peer *p)
         atomic_fetch_add_explicit(&tp->st_bytes_out, nng_msg_len(m),
                                   memory_order_relaxed);
         nti_count_kind(tp, 1, kind, nng_msg_len(m));
-        nng_aio_set_msg(c->aio, m);
-        nng_ctx_send(c->ctx, c->aio);
+        ctx_send(p, c, m);
         peer_sent(p);
     }
 }
@@ -1169,6 +1214,7 @@ nti_peer_close(nti_peer *p)
     while (c != NULL) {
         cctx *next = c->next_all;
         nng_aio_free(c->aio); /* waits for its callback */
+        nng_aio_free(c->saio);
         free(c);
         c = next;
     }

@@ -67,6 +67,7 @@ typedef struct cctx {
     nti_peer *p;
     nng_ctx ctx;
     nng_aio *aio;
+    nng_aio *saio;   /* no callback, zero timeout: the inline send */
     int state;
     nti_creq *req;   /* a single request, or */
     nitem *batch;    /* a notification batch, or */
