@@ -792,6 +792,24 @@ open_client(cli *c, nt_node **n)
     return -1;
 }
 
+/* pub and rpc: reads the payload (argument 4, or stdin), then opens the
+ * client node.  -1 when both worked, else the exit status (nothing left to
+ * free). */
+static int
+open_with_payload(cli *c, cli_payload *p, nt_node **n)
+{
+    int rv = cli_payload_get(c->npos > 3 ? c->pos[3] : NULL, p);
+    if (rv != NT_OK) {
+        cli_err("reading the payload: %s", nt_strerror(rv));
+        return CLI_EXIT_FAIL;
+    }
+    int status = open_client(c, n);
+    if (status >= 0) {
+        cli_payload_free(p);
+    }
+    return status;
+}
+
 /* "OBJECT ID CMD" as given, escaped as sink text, for one-line messages. */
 static const char *
 target_str(const cli *c, char *buf, size_t cap)
@@ -870,22 +888,17 @@ static int
 run_pub(cli *c)
 {
     cli_payload p;
-    int rv = cli_payload_get(c->npos > 3 ? c->pos[3] : NULL, &p);
-    if (rv != NT_OK) {
-        cli_err("reading the payload: %s", nt_strerror(rv));
-        return CLI_EXIT_FAIL;
-    }
     nt_node *n;
-    int status = open_client(c, &n);
+    int status = open_with_payload(c, &p, &n);
     if (status >= 0) {
-        cli_payload_free(&p);
         return status;
     }
     uint64_t count = c->have_count ? c->count : 1, done = 0;
     status = CLI_EXIT_OK;
     for (; done < count; done++) {
         int64_t deadline = cli_now_ms() + c->timeout_ms;
-        if ((rv = publish_retry(c, n, &p, deadline)) != NT_OK) {
+        int rv = publish_retry(c, n, &p, deadline);
+        if (rv != NT_OK) {
             char t[800], after[64] = "";
             if (count > 1) {
                 snprintf(after, sizeof(after), " (after %llu of %llu)",
@@ -1001,21 +1014,15 @@ static int
 run_rpc(cli *c)
 {
     cli_payload p;
-    int rv = cli_payload_get(c->npos > 3 ? c->pos[3] : NULL, &p);
-    if (rv != NT_OK) {
-        cli_err("reading the payload: %s", nt_strerror(rv));
-        return CLI_EXIT_FAIL;
-    }
     nt_node *n;
-    int status = open_client(c, &n);
+    int status = open_with_payload(c, &p, &n);
     if (status >= 0) {
-        cli_payload_free(&p);
         return status;
     }
     nt_results *res = NULL;
     char t[800];
-    rv = nt_rpc(n, c->object, c->id, c->cmdname, p.data, p.len,
-                c->timeout_ms, &res);
+    int rv = nt_rpc(n, c->object, c->id, c->cmdname, p.data, p.len,
+                    c->timeout_ms, &res);
     cli_payload_free(&p);
     if (rv != NT_OK) {
         cli_err("%s: %s", target_str(c, t, sizeof(t)), nt_strerror(rv));
