@@ -17,6 +17,10 @@ set -eu
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh valgrind
 BUILD_DIR=${BUILD_DIR:-build-valgrind}
+# Nodes under valgrind run many times slower than a test's native child
+# process, which would then declare them dead: NT_TEST_SLOW makes the
+# fault tests probe at a slower pace (test_faults.c, child_node.c).
+export NT_TEST_SLOW=1
 # Leaks inside nng 1.5.2 only; the reasons are in tests/sanitizers/lsan.supp.
 supp=$(pwd)/tests/sanitizers/valgrind.supp
 export BUILD_DIR

@@ -156,6 +156,20 @@ tu_counter_wait(tu_counter *c, long target, int timeout_ms)
     return v;
 }
 
+/* Waits until value >= target, for as long as it keeps growing: gives up
+ * only after idle_ms without any increase.  For deliveries whose pace
+ * depends on the machine (valgrind), where a stall, not slowness, is the
+ * failure.  Returns the value. */
+static inline long
+tu_counter_wait_progress(tu_counter *c, long target, int idle_ms)
+{
+    long last = -1, v;
+    while ((v = tu_counter_wait(c, target, idle_ms)) < target && v > last) {
+        last = v;
+    }
+    return v;
+}
+
 /* A pause: for polling state that has no event to wait on (a node's
  * stats, through TU_POLL with a deadline), or to let a thread settle when
  * the test's verdict does not depend on it.  Never to wait for a result. */
