@@ -97,22 +97,10 @@ nti_srv_call(nt_node *n, nti_sreq *sr, const nti_hdr *h, gsp_rd *r,
              const char *from)
 {
     nti_wmsg wm;
-    if (nti_wire_msg_get(r, NTI_T_CALL, &wm) != GSP_OK) {
-        nti_reply_results(n, sr, h, NT_EPROTO, NULL);
-        return;
-    }
-    if (!nti_sreq_hold(sr)) {
-        nti_reply_results(n, sr, h, NT_EAGAIN, NULL);
-        return;
-    }
-    nti_held *hd = malloc(sizeof(*hd));
+    nti_held *hd = nti_held_begin(n, sr, h, r, NTI_T_CALL, &wm);
     if (hd == NULL) {
-        nti_reply_results(n, sr, h, NT_ENOMEM, NULL);
         return;
     }
-    hd->n = n;
-    hd->sr = sr;
-    hd->h = *h;
     int rv = serve_call(n, &wm, from, nti_held_done, hd);
     if (rv != NT_OK) {
         free(hd);

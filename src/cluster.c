@@ -597,6 +597,29 @@ nti_held_done(void *arg, int status, const nt_results *r)
     free(hd);
 }
 
+nti_held *
+nti_held_begin(nt_node *n, nti_sreq *sr, const nti_hdr *h, gsp_rd *r,
+               uint8_t type, nti_wmsg *wm)
+{
+    if (nti_wire_msg_get(r, type, wm) != GSP_OK) {
+        nti_reply_results(n, sr, h, NT_EPROTO, NULL);
+        return NULL;
+    }
+    if (!nti_sreq_hold(sr)) {
+        nti_reply_results(n, sr, h, NT_EAGAIN, NULL);
+        return NULL;
+    }
+    nti_held *hd = malloc(sizeof(*hd));
+    if (hd == NULL) {
+        nti_reply_results(n, sr, h, NT_ENOMEM, NULL);
+        return NULL;
+    }
+    hd->n = n;
+    hd->sr = sr;
+    hd->h = *h;
+    return hd;
+}
+
 static void
 srv_notify(nt_node *n, nti_sreq *sr, const nti_hdr *h, gsp_rd *r,
            const char *from)
@@ -654,22 +677,10 @@ srv_route_call(nt_node *n, nti_sreq *sr, const nti_hdr *h, gsp_rd *r,
                const char *from)
 {
     nti_wmsg wm;
-    if (nti_wire_msg_get(r, NTI_T_ROUTE_CALL, &wm) != GSP_OK) {
-        nti_reply_results(n, sr, h, NT_EPROTO, NULL);
-        return;
-    }
-    if (!nti_sreq_hold(sr)) {
-        nti_reply_results(n, sr, h, NT_EAGAIN, NULL);
-        return;
-    }
-    nti_held *hd = malloc(sizeof(*hd));
+    nti_held *hd = nti_held_begin(n, sr, h, r, NTI_T_ROUTE_CALL, &wm);
     if (hd == NULL) {
-        nti_reply_results(n, sr, h, NT_ENOMEM, NULL);
         return;
     }
-    hd->n = n;
-    hd->sr = sr;
-    hd->h = *h;
     int timeout = wm.timeout_ms == UINT32_MAX ? -1
                   : wm.timeout_ms > INT32_MAX ? INT32_MAX
                                               : (int)wm.timeout_ms;

@@ -31,6 +31,11 @@ typedef struct {
 
 /* Completion of a held request (an nti_held, malloc'd): answers, frees. */
 void nti_held_done(void *arg, int status, const nt_results *r);
+/* Decodes a request of the given type into wm and holds its server
+ * request: the record to complete with nti_held_done, or NULL when the
+ * request was answered already (malformed, too many running, no memory). */
+nti_held *nti_held_begin(nt_node *n, nti_sreq *sr, const nti_hdr *h,
+                         gsp_rd *r, uint8_t type, nti_wmsg *wm);
 
 /* Calls fn for each distinct remote member among t's targets. */
 typedef int (*nti_group_fn)(nt_node *n, nti_member *m, nti_reg **regs,

@@ -9,6 +9,7 @@
 #include <pthread.h>
 
 #include "notifier/notifier.h"
+#include "statutil.h"
 #include "testutil.h"
 
 static unsigned char key[32];
@@ -32,21 +33,6 @@ open_node(const char *seed, unsigned workers, unsigned max_inflight)
     nt_node *n = NULL;
     CU_ASSERT_EQUAL_FATAL(nt_node_open(&n, &c), NT_OK);
     return n;
-}
-
-static long long
-stat_of(nt_node *n, const char *name)
-{
-    char *js = NULL;
-    if (nt_node_info(n, "stats", NT_INFO_JSON, 5000, &js) != NT_OK) {
-        return -1;
-    }
-    char pat[96];
-    snprintf(pat, sizeof(pat), "\"%s\":", name);
-    const char *at = strstr(js, pat);
-    long long v = at ? strtoll(at + strlen(pat), NULL, 10) : -1;
-    nt_free(js);
-    return v;
 }
 
 /* Two members: a caller and a callee with "fast" (echo) and "slow" (waits

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "notifier/notifier.h"
+#include "statutil.h"
 #include "testutil.h"
 #include "childutil.h"
 
@@ -80,21 +81,6 @@ close_all(nt_node **v, int count)
 }
 
 /* A numeric field of the node's JSON stats (-1 when missing). */
-static long long
-stat_of(nt_node *n, const char *name)
-{
-    char *js = NULL;
-    if (nt_node_info(n, "stats", NT_INFO_JSON, 5000, &js) != NT_OK) {
-        return -1;
-    }
-    char pat[80];
-    snprintf(pat, sizeof(pat), "\"%s\":", name);
-    char *p = strstr(js, pat);
-    long long v = p ? strtoll(p + strlen(pat), NULL, 10) : -1;
-    nt_free(js);
-    return v;
-}
-
 /* Polls a stat until it satisfies cmp against want, with a deadline. */
 static bool
 poll_stat(nt_node *n, const char *name, int cmp, long long want,

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "notifier/notifier.h"
+#include "statutil.h"
 #include "testutil.h"
 #include "childutil.h"
 
@@ -48,21 +49,6 @@ open_member(const char *seed, unsigned depth)
     nt_node *n = NULL;
     CU_ASSERT_EQUAL_FATAL(nt_node_open(&n, &c), NT_OK);
     return n;
-}
-
-static long long
-stat_of(nt_node *n, const char *name)
-{
-    char *js = NULL;
-    if (nt_node_info(n, "stats", NT_INFO_JSON, 5000, &js) != NT_OK) {
-        return -1;
-    }
-    char pat[80];
-    snprintf(pat, sizeof(pat), "\"%s\":", name);
-    char *p = strstr(js, pat);
-    long long v = p ? strtoll(p + strlen(pat), NULL, 10) : -1;
-    nt_free(js);
-    return v;
 }
 
 static long
