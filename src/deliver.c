@@ -166,31 +166,40 @@ nti_deliver_notify(nt_node *n, const char *object, uint64_t id,
                    const char *cmd, const void *data, size_t len,
                    const char *from, nti_targets *t)
 {
-    nti_msg *m = nti_msg_alloc(object, id, cmd, from, data, len);
-    if (m == NULL) {
-        return NT_ENOMEM;
-    }
     /* Local targets come first in t (see nti_index_route). */
     size_t nlocal = 0;
     while (nlocal < t->n && t->v[nlocal]->owner->peer == NULL) {
         nlocal++;
     }
-    int rv = NT_OK;
     bool remote = nlocal < t->n;
+    int rv = NT_OK;
     if (remote && (rv = nti_remote_reserve(n, t)) != NT_OK) {
-        goto out;
+        return rv;
     }
-    if (nlocal > 0 && (rv = push_notify(n, t->v, nlocal, m)) != NT_OK) {
+    if (nlocal == 0) {
+        /* Remote only: the peers encode the message into their queues at
+         * once, so a view of the caller's arguments does. */
+        nti_msg view = { .id = id, .len = len, .object = object,
+                         .cmd = cmd, .from = from, .data = data };
+        nti_remote_notify(n, t, &view);
+        return NT_OK;
+    }
+    nti_msg *m = nti_msg_alloc(object, id, cmd, from, data, len);
+    if (m == NULL) {
+        rv = NT_ENOMEM;
+    } else {
+        rv = push_notify(n, t->v, nlocal, m);
+    }
+    if (rv != NT_OK) {
         if (remote) {
             nti_remote_unreserve(n, t);
         }
-        goto out;
-    }
-    if (remote) {
+    } else if (remote) {
         nti_remote_notify(n, t, m);
     }
-out:
-    nti_msg_rele(m);
+    if (m != NULL) {
+        nti_msg_rele(m);
+    }
     return rv;
 }
 

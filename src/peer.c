@@ -21,6 +21,18 @@
  * and a queue of notifications that leave in batches (at most NBATCH in
  * flight).
  *
+ * Notification chunks.  A notification is encoded once, by the publishing
+ * thread, straight into the tail chunk of its peer's queue (under the
+ * peer's lock): a queued notification costs no allocation and no
+ * reference of its own, and nothing is left for the sender to walk.  A
+ * chunk is one batch (one destination, BATCH_ITEMS items, batch_bytes()
+ * bytes); the next item that does not fit opens a new chunk.  The sender
+ * takes the head chunk whole, writes the frame header and item count into
+ * the room before its first unacked item and seals it from there.  An ack
+ * for k items advances the chunk's first; a refused rest (the receiver's
+ * queue was full) goes back to the head of the queue as it is.  One
+ * emptied chunk per peer is kept for reuse.
+ *
  * Connection loss.  nng 1.5.2 re-sends a context's request after its pipe
  * closes, even with resend disabled.  The pipe-remove callback only bumps
  * the peer's generation and wakes the maintenance thread (no socket calls
@@ -229,43 +241,38 @@ nti_peer_retire(nti_peer *p)
 /* ---- client: requests and batches ----------------------------------------- */
 
 static void
-nitem_free(nitem *it)
+chunk_free(nchunk *ch)
 {
-    nti_msg_rele(it->m);
-    free(it);
+    if (ch != NULL) {
+        free(ch->buf);
+        free(ch);
+    }
 }
 
-static size_t
-nitem_size(const nitem *it)
+static void
+chunks_free(nchunk *ch)
 {
-    return it->size;
+    while (ch != NULL) {
+        nchunk *next = ch->next;
+        chunk_free(ch);
+        ch = next;
+    }
 }
 
-/* Encodes and seals a NOTIFY batch. */
+/* Writes the NOTIFY header and item count into the room before the
+ * chunk's first unacked item (acked items' bytes are no longer needed)
+ * and seals the frame from there. */
 static int
-batch_msg(nti_tp *tp, nitem *items, size_t n, uint64_t *seq, nng_msg **out)
+batch_msg(nti_tp *tp, nchunk *ch, uint64_t *seq, nng_msg **out)
 {
-    size_t len = NTI_HDR_LEN + 4;
-    for (nitem *it = items; it != NULL; it = it->next) {
-        len += nitem_size(it);
-    }
-    uint8_t *pt = malloc(len);
-    if (pt == NULL) {
-        return NT_ENOMEM;
-    }
-    *seq = nti_tp_hdr(tp, NTI_T_NOTIFY, items->dest, items->dest_boot, 0, pt);
+    size_t start = ch->off[ch->first] - CHUNK_HEAD;
+    uint8_t *pt = ch->buf + start;
+    size_t len = ch->off[ch->n] - start;
+    *seq = nti_tp_hdr(tp, NTI_T_NOTIFY, ch->dest, ch->dest_boot, 0, pt);
     gsp_wr w;
-    gsp_wr_init(&w, pt + NTI_HDR_LEN, len - NTI_HDR_LEN);
-    gsp_wr_u32(&w, (uint32_t)n);
-    for (nitem *it = items; it != NULL; it = it->next) {
-        nti_wire_msg_put(&w, NTI_T_NOTIFY, 0, 0, it->m->from, it->m->id,
-                         it->m->object,
-                         it->m->cmd, it->regs, it->nregs, it->m->data,
-                         it->m->len);
-    }
-    int rv = nti_seal_msg(tp, NTI_CH_DATA, pt, len, out);
-    free(pt);
-    return rv;
+    gsp_wr_init(&w, pt + NTI_HDR_LEN, 4);
+    gsp_wr_u32(&w, ch->n - ch->first);
+    return nti_seal_msg(tp, NTI_CH_DATA, pt, len, out);
 }
 
 /* A batch stays well inside our frame limit (nodes of one cluster should
@@ -550,50 +557,37 @@ static void
 batch_settle(nti_peer *p, cctx *c, size_t acked, bool requeue)
 {
     nti_tp *tp = p->tp;
-    nitem *it = c->batch, *rest = NULL;
-    size_t i = 0, nrest = 0;
+    nchunk *ch = c->batch;
+    size_t sent = c->nbatch, nrest = sent - acked;
     c->batch = NULL;
-    while (it != NULL && i < acked) {
-        nitem *next = it->next;
-        nitem_free(it);
-        it = next;
-        i++;
-    }
-    rest = it;
-    for (nitem *x = rest; x != NULL; x = x->next) {
-        nrest++;
-    }
+    ch->first += (uint32_t)acked;
     atomic_fetch_add_explicit(&tp->st_notify_sent, acked,
                               memory_order_relaxed);
     nti_mtx_lock(&p->mtx);
     p->batches--;
-    p->inflight_items -= acked + nrest;
-    if (rest != NULL && requeue && !p->retired) {
-        nitem *last = rest;
-        while (last->next != NULL) {
-            last = last->next;
-        }
-        last->next = p->nh;
-        p->nh = rest;
+    p->inflight_items -= sent;
+    if (nrest > 0 && requeue && !p->retired) {
+        ch->next = p->nh;
+        p->nh = ch;
         if (p->nt == NULL) {
-            p->nt = last;
+            p->nt = ch;
         }
         p->nn += nrest;
         p->retry_at = nti_clock_ms() + RETRY_MS;
-        rest = NULL;
         atomic_fetch_add_explicit(&tp->st_notify_retried, nrest,
                                   memory_order_relaxed);
+        ch = NULL;
+        nrest = 0;
+    } else if (p->spare == NULL && !p->closed && ch->cap <= SPARE_CAP) {
+        p->spare = ch;
+        ch = NULL;
     }
     nti_mtx_unlock(&p->mtx);
-    if (rest != NULL) {
+    if (nrest > 0) {
         atomic_fetch_add_explicit(&tp->st_notify_unacked, nrest,
                                   memory_order_relaxed);
-        while (rest != NULL) {
-            nitem *next = rest->next;
-            nitem_free(rest);
-            rest = next;
-        }
     }
+    chunk_free(ch);
 }
 
 /* Returns c to the free list (or marks it dead).  Lock not held. */
@@ -815,7 +809,7 @@ peer_kick(nti_peer *p)
     nti_tp *tp = p->tp;
     for (;;) {
         nti_creq *r = NULL;
-        nitem *batch = NULL;
+        nchunk *batch = NULL;
         nti_xitem *xbatch = NULL;
         int xkind = 0;
         size_t nb = 0;
@@ -865,27 +859,14 @@ peer_kick(nti_peer *p)
             xkind = want_x[XQ_RESULTS] ? XQ_RESULTS : XQ_CALLS;
             xbatch = xbatch_take(p, xkind, &nb);
         } else {
-            /* A batch: same destination, bounded items and bytes. */
-            size_t bytes = 0;
-            nitem **tail = &batch;
-            while (p->nh != NULL && nb < BATCH_ITEMS) {
-                nitem *it = p->nh;
-                size_t sz = nitem_size(it);
-                if (nb > 0 && (bytes + sz > batch_bytes(tp) ||
-                               memcmp(it->dest, batch->dest, NTI_ID_LEN) ||
-                               it->dest_boot != batch->dest_boot)) {
-                    break;
-                }
-                p->nh = it->next;
-                it->next = NULL;
-                *tail = it;
-                tail = &it->next;
-                bytes += sz;
-                nb++;
-            }
+            /* A batch: the head chunk, whole. */
+            batch = p->nh;
+            p->nh = batch->next;
             if (p->nh == NULL) {
                 p->nt = NULL;
             }
+            batch->next = NULL;
+            nb = batch->n - batch->first;
             p->nn -= nb;
             p->inflight_items += nb;
             p->batches++;
@@ -909,7 +890,7 @@ peer_kick(nti_peer *p)
                              : r->len > 1 ? nti_kind_of_type(r->frame[1])
                                           : NTI_K_INFO;
         if (batch != NULL) {
-            rv = batch_msg(tp, batch, nb, &c->seq, &m);
+            rv = batch_msg(tp, batch, &c->seq, &m);
         } else if (xbatch != NULL) {
             rv = xbatch_msg(tp, xkind, xbatch, nb, &c->seq, &m);
             if (xkind == XQ_CALLS) {
@@ -1016,41 +997,92 @@ nti_peer_unreserve(nti_peer *p, unsigned n)
     nti_mtx_unlock(&p->mtx);
 }
 
+/* The chunk that takes the next item of sz bytes for (dest, boot): the
+ * tail, or a new one appended to the queue; NULL on out-of-memory.  Its
+ * buffer has room for the item.  Lock held. */
+static nchunk *
+chunk_for(nti_peer *p, const uint8_t *dest, uint64_t boot, size_t sz)
+{
+    nchunk *ch = p->nt;
+    if (ch != NULL && ch->n < BATCH_ITEMS && ch->dest_boot == boot &&
+        ch->off[ch->n] - ch->off[ch->first] + sz <= batch_bytes(p->tp) &&
+        memcmp(ch->dest, dest, NTI_ID_LEN) == 0) {
+        size_t need = ch->off[ch->n] + sz;
+        if (need > ch->cap) {
+            size_t cap = ch->cap * 2 > need ? ch->cap * 2 : need;
+            uint8_t *buf = realloc(ch->buf, cap);
+            if (buf == NULL) {
+                return NULL;
+            }
+            ch->buf = buf;
+            ch->cap = cap;
+        }
+        return ch;
+    }
+    /* A new chunk; a single item larger than a batch gets one alone. */
+    size_t need = CHUNK_HEAD + sz;
+    ch = p->spare;
+    if (ch != NULL && ch->cap >= need) {
+        p->spare = NULL;
+    } else {
+        ch = malloc(sizeof(*ch));
+        size_t cap = need > CHUNK_MIN_CAP ? need : CHUNK_MIN_CAP;
+        uint8_t *buf = ch != NULL ? malloc(cap) : NULL;
+        if (buf == NULL) {
+            free(ch);
+            return NULL;
+        }
+        ch->buf = buf;
+        ch->cap = cap;
+    }
+    ch->next = NULL;
+    memcpy(ch->dest, dest, NTI_ID_LEN);
+    ch->dest_boot = boot;
+    ch->n = ch->first = 0;
+    ch->off[0] = CHUNK_HEAD;
+    if (p->nt != NULL) {
+        p->nt->next = ch;
+    } else {
+        p->nh = ch;
+    }
+    p->nt = ch;
+    return ch;
+}
+
 int
-nti_peer_notify(nti_peer *p, nti_msg *m, const uint8_t *dest,
+nti_peer_notify(nti_peer *p, const nti_msg *m, const uint8_t *dest,
                 uint64_t dest_boot, const uint64_t *regs, size_t nregs)
 {
-    nitem *it = malloc(sizeof(*it) + nregs * sizeof(uint64_t));
-    if (it == NULL) {
-        nti_peer_unreserve(p, 1);
-        return NT_ENOMEM;
-    }
-    nti_msg_hold(m);
-    it->m = m;
-    it->next = NULL;
-    memcpy(it->dest, dest, NTI_ID_LEN);
-    it->dest_boot = dest_boot;
-    it->nregs = (uint16_t)nregs;
-    it->size = (uint32_t)nti_wire_msg_size(NTI_T_NOTIFY, m->from, m->object,
-                                           m->cmd, nregs, m->len);
-    memcpy(it->regs, regs, nregs * sizeof(uint64_t));
+    size_t sz = nti_wire_msg_size(NTI_T_NOTIFY, m->from, m->object, m->cmd,
+                                  nregs, m->len);
+    int rv = NT_OK;
     nti_mtx_lock(&p->mtx);
     p->reserved--;
-    if (p->nt != NULL) {
-        p->nt->next = it;
+    nchunk *ch = NULL;
+    if (p->retired || p->closed) {
+        rv = NT_EUNREACHABLE; /* retired since the reservation */
+    } else if ((ch = chunk_for(p, dest, dest_boot, sz)) == NULL) {
+        rv = NT_ENOMEM;
     } else {
-        p->nh = it;
+        gsp_wr w;
+        gsp_wr_init(&w, ch->buf + ch->off[ch->n], sz);
+        nti_wire_msg_put(&w, NTI_T_NOTIFY, 0, 0, m->from, m->id, m->object,
+                         m->cmd, regs, nregs, m->data, m->len);
+        ch->off[ch->n + 1] = ch->off[ch->n] + (uint32_t)sz;
+        ch->n++;
+        p->nn++;
     }
-    p->nt = it;
-    p->nn++;
     /* With every batch slot taken, the next completion sends this; a
      * refused batch's retry is the maintenance thread's. */
-    bool kick = p->batches < NBATCH;
+    bool kick = rv == NT_OK && p->batches < NBATCH;
     nti_mtx_unlock(&p->mtx);
-    if (kick) {
+    if (rv != NT_OK) {
+        atomic_fetch_add_explicit(&p->tp->st_notify_unacked, 1,
+                                  memory_order_relaxed);
+    } else if (kick) {
         peer_kick(p);
     }
-    return NT_OK;
+    return rv;
 }
 
 int
@@ -1148,7 +1180,7 @@ peer_fail_queued(nti_peer *p)
         p->gt->next = r;
         r = p->gh;
     }
-    nitem *it = p->nh;
+    nchunk *chunks = p->nh, *spare = p->spare;
     size_t nn = p->nn;
     nti_xitem *xc = p->xq[XQ_CALLS].h, *xr = p->xq[XQ_RESULTS].h;
     for (int k = 0; k < 2; k++) {
@@ -1159,7 +1191,7 @@ peer_fail_queued(nti_peer *p)
     p->qn = 0;
     p->gh = p->gt = NULL;
     p->gn = 0;
-    p->nh = p->nt = NULL;
+    p->nh = p->nt = p->spare = NULL;
     p->nn = 0;
     nti_mtx_unlock(&p->mtx);
     while (r != NULL) {
@@ -1171,11 +1203,8 @@ peer_fail_queued(nti_peer *p)
     }
     atomic_fetch_add_explicit(&tp->st_notify_unacked, nn,
                               memory_order_relaxed);
-    while (it != NULL) {
-        nitem *next = it->next;
-        nitem_free(it);
-        it = next;
-    }
+    chunks_free(chunks);
+    chunk_free(spare);
     while (xc != NULL) {
         nti_xitem *next = xc->next;
         xc->next = NULL;

@@ -177,10 +177,12 @@ int nti_peer_submit(nti_peer *p, nti_creq *r);
  * either committed by nti_peer_notify or returned by nti_peer_unreserve. */
 int nti_peer_reserve(nti_peer *p, unsigned n);
 void nti_peer_unreserve(nti_peer *p, unsigned n);
-/* Queues one notification (m held by the queue) for the registrations
- * regs[0..nregs) of the member (dest, dest_boot) at p, using a
- * reservation.  NT_OK or NT_ENOMEM (the reservation is returned). */
-int nti_peer_notify(nti_peer *p, nti_msg *m, const uint8_t *dest,
+/* Queues one notification for the registrations regs[0..nregs) of the
+ * member (dest, dest_boot) at p, using (and ending) a reservation.  m is
+ * encoded at once and not kept: it may be a caller's stack view.  NT_OK;
+ * NT_ENOMEM or NT_EUNREACHABLE (retired since the reservation), counted
+ * as unacked. */
+int nti_peer_notify(nti_peer *p, const nti_msg *m, const uint8_t *dest,
                     uint64_t dest_boot, const uint64_t *regs, size_t nregs);
 
 /* ---- batched calls and their late results ----------------------------- */

@@ -27,6 +27,8 @@
 #define NXBATCH 2
 #define BATCH_ITEMS 1024  /* notifications per batch */
 #define BATCH_BYTES (256u * 1024u)
+#define CHUNK_MIN_CAP (16u * 1024u) /* a new chunk's buffer, at least */
+#define SPARE_CAP (64u * 1024u)     /* larger emptied chunks are freed */
 #define MAX_QUEUED_REQS 8192 /* requests waiting for a context, per peer */
 #define RETRY_MS 20       /* after a peer refused notifications */
 #define MAINT_MS 50       /* maintenance period */
@@ -41,15 +43,22 @@
 enum { C_IDLE, C_SEND, C_RECV, C_DEAD };
 enum { S_RECV, S_HELD, S_SEND, S_IDLE, S_DEAD };
 
-typedef struct nitem {
-    struct nitem *next;
-    nti_msg *m;
+/* Queued notifications, encoded (design notes in peer.c, "Notification
+ * chunks").  One chunk is one NOTIFY batch: one destination (id and boot),
+ * at most BATCH_ITEMS items and batch_bytes() bytes.  buf starts with
+ * CHUNK_HEAD bytes of room for the frame header and item count; off[i] is
+ * where item i starts, off[n] == len. */
+#define CHUNK_HEAD (NTI_HDR_LEN + 4)
+typedef struct nchunk {
+    struct nchunk *next;
     uint8_t dest[NTI_ID_LEN];
     uint64_t dest_boot;
-    uint32_t size; /* encoded, computed once */
-    uint16_t nregs;
-    uint64_t regs[];
-} nitem;
+    uint32_t n;     /* items encoded */
+    uint32_t first; /* items already acked (a partial ack) */
+    size_t cap;     /* bytes allocated for buf */
+    uint8_t *buf;
+    uint32_t off[BATCH_ITEMS + 1];
+} nchunk;
 
 /* A queue of nti_xitem that leave in batches (CALLS, RESULTS_TO). */
 typedef struct {
@@ -70,7 +79,7 @@ typedef struct cctx {
     nng_aio *saio;   /* no callback, zero timeout: the inline send */
     int state;
     nti_creq *req;   /* a single request, or */
-    nitem *batch;    /* a notification batch, or */
+    nchunk *batch;   /* a notification batch, or */
     nti_xitem *xbatch; /* a CALLS (xkind 0) or RESULTS_TO (1) batch */
     int xkind;
     size_t nbatch;
@@ -103,8 +112,9 @@ struct nti_peer {
     size_t qn;
     nti_creq *gh, *gt;   /* gossip: served first, never starved */
     size_t gn;
-    nitem *nh, *nt;
-    size_t nn, reserved;
+    nchunk *nh, *nt;     /* notification chunks: FIFO */
+    nchunk *spare;       /* one emptied chunk kept for reuse */
+    size_t nn, reserved; /* items queued, items reserved */
     size_t inflight_items; /* in batches on the wire: count against depth */
     unsigned batches;
     uint64_t retry_at;
