@@ -624,11 +624,13 @@ static void
 srv_notify(nt_node *n, nti_sreq *sr, const nti_hdr *h, gsp_rd *r,
            const char *from)
 {
-    uint32_t count = 0, accepted = 0;
+    uint32_t count = 0;
     int status = NT_OK;
     gsp_rd_u32(r, &count);
     nti_wmsg wm;
-    for (uint32_t i = 0; i < count; i++) {
+    nti_notes b;
+    nti_notes_init(&b, n);
+    for (uint32_t i = 0; i < count && status == NT_OK; i++) {
         if (nti_wire_msg_get(r, NTI_T_NOTIFY, &wm) != GSP_OK) {
             status = NT_EPROTO;
             break;
@@ -644,32 +646,16 @@ srv_notify(nt_node *n, nti_sreq *sr, const nti_hdr *h, gsp_rd *r,
                 nti_reg_rele(reg);
             }
         }
-        if (k < wm.nregs) {
-            atomic_fetch_add_explicit(&n->ctr.dropped_unreg, wm.nregs - k,
-                                      memory_order_relaxed);
-        }
-        int rv = NT_OK;
-        if (k > 0) {
-            nti_msg *m = nti_msg_alloc(wm.object, wm.id, wm.cmd,
-                                       wm.from[0] ? wm.from : from, wm.data,
-                                       wm.len);
-            rv = m != NULL ? nti_deliver_notify_regs(n, regs, k, m)
-                           : NT_ENOMEM;
-            if (m != NULL) {
-                nti_msg_rele(m);
-            }
-        }
-        for (size_t j = 0; j < k; j++) {
-            nti_reg_rele(regs[j]);
-        }
-        if (rv != NT_OK) {
-            status = rv;
-            break;
-        }
-        accepted++;
+        status = nti_notes_add(&b, regs, k, wm.nregs - k, wm.object, wm.id,
+                               wm.cmd, wm.from[0] ? wm.from : from, wm.data,
+                               wm.len);
     }
-    nti_tp_count_notify_in(n->tp, accepted);
-    nti_reply_ack(n, sr, h, accepted, status);
+    int rv = nti_notes_end(&b);
+    if (status == NT_OK) {
+        status = rv;
+    }
+    nti_tp_count_notify_in(n->tp, (uint32_t)b.accepted);
+    nti_reply_ack(n, sr, h, (uint32_t)b.accepted, status);
 }
 
 static void

@@ -52,13 +52,16 @@ typedef struct {
     nt_node *node;
     nti_reg *reg;
     nti_msg *msg;
+    bool own_msg; /* msg lives in this task's block (nti_notes_add) */
 } notify_task;
 
 static void
 notify_free(notify_task *t)
 {
     nti_reg_rele(t->reg);
-    nti_msg_rele(t->msg);
+    if (!t->own_msg) {
+        nti_msg_rele(t->msg);
+    }
     free(t);
 }
 
@@ -114,36 +117,54 @@ notify_discard(nti_task *task)
     notify_free((notify_task *)task);
 }
 
+static void
+notify_task_init(notify_task *nt, nt_node *n, nti_reg *reg, nti_msg *m,
+                 bool own_msg)
+{
+    nt->task.next = NULL;
+    nt->task.run = notify_run;
+    nt->task.drop = notify_drop;
+    nt->node = n;
+    nt->reg = reg;
+    nt->msg = m;
+    nt->own_msg = own_msg;
+}
+
+/* One notification task per registration (each holding it and m), as a
+ * chain: NT_OK or NT_ENOMEM (nothing built). */
+static int
+notify_chain(nt_node *n, nti_reg **regs, size_t k, nti_msg *m,
+             nti_task **head)
+{
+    nti_task **tail = head;
+    *head = NULL;
+    for (size_t i = 0; i < k; i++) {
+        notify_task *nt = malloc(sizeof(*nt));
+        if (nt == NULL) {
+            task_chain_free(*head, notify_discard);
+            *head = NULL;
+            return NT_ENOMEM;
+        }
+        nti_reg_hold(regs[i]);
+        nti_msg_hold(m);
+        notify_task_init(nt, n, regs[i], m, false);
+        *tail = &nt->task;
+        tail = &nt->task.next;
+    }
+    return NT_OK;
+}
+
 /* Builds one notification task per registration and pushes them as one
  * chain on the ordered queue for (from, object, id): all or nothing. */
 static int
 push_notify(nt_node *n, nti_reg **regs, size_t k, nti_msg *m)
 {
-    nti_task *head = NULL, **tail = &head;
-    size_t count = 0;
-    int rv = NT_OK;
-    for (size_t i = 0; i < k; i++) {
-        notify_task *nt = malloc(sizeof(*nt));
-        if (nt == NULL) {
-            rv = NT_ENOMEM;
-            break;
-        }
-        nt->task.next = NULL;
-        nt->task.run = notify_run;
-        nt->task.drop = notify_drop;
-        nt->node = n;
-        nti_reg_hold(regs[i]);
-        nt->reg = regs[i];
-        nti_msg_hold(m);
-        nt->msg = m;
-        *tail = &nt->task;
-        tail = &nt->task.next;
-        count++;
-    }
-    if (rv == NT_OK && count > 0) {
+    nti_task *head = NULL;
+    int rv = notify_chain(n, regs, k, m, &head);
+    if (rv == NT_OK && k > 0) {
         rv = nti_pool_push_chain(n->pool,
                                  nti_order_key(m->from, m->object, m->id),
-                                 head, count);
+                                 head, k);
     }
     if (rv != NT_OK) {
         task_chain_free(head, notify_discard);
@@ -155,10 +176,108 @@ push_notify(nt_node *n, nti_reg **regs, size_t k, nti_msg *m)
     return rv;
 }
 
-int
-nti_deliver_notify_regs(nt_node *n, nti_reg **regs, size_t k, nti_msg *m)
+/* ---- Notifications of one received frame ---- */
+
+void
+nti_notes_init(nti_notes *b, nt_node *n)
 {
-    return push_notify(n, regs, k, m);
+    b->n = n;
+    b->ng = 0;
+    b->accepted = 0;
+    b->unreg = 0;
+    b->status = NT_OK;
+}
+
+/* Queues the recorded groups in order; the first refused one and all after
+ * it are freed and end the frame. */
+static void
+notes_flush(nti_notes *b)
+{
+    size_t done = 0;
+    int rv = b->ng > 0 ? nti_pool_push_groups(b->n->pool, b->g, b->ng, &done)
+                       : NT_OK;
+    for (size_t i = 0; i < done; i++) {
+        b->unreg += b->unreg_of[i];
+    }
+    b->accepted += done;
+    if (rv != NT_OK) {
+        for (size_t i = done; i < b->ng; i++) {
+            task_chain_free(b->g[i].head, notify_discard);
+        }
+        if (rv == NT_EAGAIN) {
+            atomic_fetch_add_explicit(&b->n->ctr.rejected, 1,
+                                      memory_order_relaxed);
+        }
+        b->status = rv;
+    }
+    b->ng = 0;
+}
+
+int
+nti_notes_add(nti_notes *b, nti_reg **regs, size_t k, size_t unreg,
+              const char *object, uint64_t id, const char *cmd,
+              const char *from, const void *data, size_t len)
+{
+    nt_node *n = b->n;
+    nti_task *head = NULL;
+    int rv = NT_OK;
+    if (b->status != NT_OK) {
+        rv = b->status;
+    } else if (k == 1) {
+        /* The usual case: task and message in one block, the index's
+         * reference to the registration handed on. */
+        notify_task *nt = malloc(sizeof(*nt) +
+                                 nti_msg_bytes(object, cmd, from, len));
+        if (nt == NULL) {
+            rv = NT_ENOMEM;
+        } else {
+            nti_msg *m = nti_msg_init(nt + 1, object, id, cmd, from, data,
+                                      len);
+            notify_task_init(nt, n, regs[0], m, true);
+            regs[0] = NULL;
+            head = &nt->task;
+        }
+    } else if (k > 1) {
+        nti_msg *m = nti_msg_alloc(object, id, cmd, from, data, len);
+        rv = m != NULL ? notify_chain(n, regs, k, m, &head) : NT_ENOMEM;
+        if (m != NULL) {
+            nti_msg_rele(m);
+        }
+    }
+    for (size_t i = 0; i < k; i++) {
+        if (regs[i] != NULL) {
+            nti_reg_rele(regs[i]);
+        }
+    }
+    if (rv != NT_OK) {
+        if (b->status == NT_OK) {
+            notes_flush(b); /* what came before still goes */
+            b->status = b->status == NT_OK ? rv : b->status;
+        }
+        return b->status;
+    }
+    nti_pool_group *g = &b->g[b->ng];
+    g->key = k > 0 ? nti_order_key(from, object, id) : 0;
+    g->head = head;
+    g->n = k;
+    b->unreg_of[b->ng] = (uint32_t)unreg;
+    if (++b->ng == NTI_NOTES_MAX) {
+        notes_flush(b);
+    }
+    return b->status;
+}
+
+int
+nti_notes_end(nti_notes *b)
+{
+    if (b->status == NT_OK) {
+        notes_flush(b);
+    }
+    if (b->unreg > 0) {
+        atomic_fetch_add_explicit(&b->n->ctr.dropped_unreg, b->unreg,
+                                  memory_order_relaxed);
+    }
+    return b->status;
 }
 
 int

@@ -7,16 +7,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+size_t
+nti_msg_bytes(const char *object, const char *cmd, const char *from,
+              size_t len)
+{
+    return sizeof(nti_msg) + strlen(object) + 1 + strlen(cmd) + 1 +
+           strlen(from) + 1 + len;
+}
+
 nti_msg *
-nti_msg_alloc(const char *object, uint64_t id, const char *cmd,
-          const char *from, const void *data, size_t len)
+nti_msg_init(void *mem, const char *object, uint64_t id, const char *cmd,
+             const char *from, const void *data, size_t len)
 {
     size_t lo = strlen(object) + 1, lc = strlen(cmd) + 1,
            lf = strlen(from) + 1;
-    nti_msg *m = malloc(sizeof(*m) + lo + lc + lf + len);
-    if (m == NULL) {
-        return NULL;
-    }
+    nti_msg *m = mem;
     atomic_init(&m->refs, 1);
     char *p = m->buf;
     m->object = memcpy(p, object, lo);
@@ -32,6 +37,17 @@ nti_msg_alloc(const char *object, uint64_t id, const char *cmd,
     m->len = len;
     m->id = id;
     return m;
+}
+
+nti_msg *
+nti_msg_alloc(const char *object, uint64_t id, const char *cmd,
+              const char *from, const void *data, size_t len)
+{
+    void *mem = malloc(nti_msg_bytes(object, cmd, from, len));
+    if (mem == NULL) {
+        return NULL;
+    }
+    return nti_msg_init(mem, object, id, cmd, from, data, len);
 }
 
 void

@@ -185,8 +185,31 @@ int nti_rpc_async_from(nt_node *n, const char *object, uint64_t id,
                        const char *cmd, const void *data, size_t len,
                        int timeout_ms, nt_response_fn fn, void *arg,
                        const char *from);
-int nti_deliver_notify_regs(nt_node *n, nti_reg **regs, size_t k,
-                            nti_msg *m);
+
+/* The notifications of one received NOTIFY frame, queued to the workers
+ * together (one pool lock and one wake per worker for up to
+ * NTI_NOTES_MAX items) and in order: each item all or nothing, and the
+ * first refused item refuses the rest of the frame.  Stack-allocated by
+ * the receiver: nti_notes_init, nti_notes_add per item (in frame order),
+ * nti_notes_end; then accepted is the number of leading items taken. */
+#define NTI_NOTES_MAX 128
+typedef struct {
+    nt_node *n;
+    size_t ng;       /* groups recorded, not yet queued */
+    size_t accepted; /* items queued (or with no local target) */
+    uint64_t unreg;  /* targets gone, of accepted items */
+    int status;      /* NT_OK, or why the rest is refused */
+    nti_pool_group g[NTI_NOTES_MAX];
+    uint32_t unreg_of[NTI_NOTES_MAX];
+} nti_notes;
+void nti_notes_init(nti_notes *b, nt_node *n);
+/* One item for the k local registrations regs (held references, taken in
+ * every case; k may be 0) of which unreg more were gone.  Returns the
+ * frame's status so far: after an error nothing more is taken. */
+int nti_notes_add(nti_notes *b, nti_reg **regs, size_t k, size_t unreg,
+                  const char *object, uint64_t id, const char *cmd,
+                  const char *from, const void *data, size_t len);
+int nti_notes_end(nti_notes *b);
 
 /* Checks a name (object, cmd): non-empty, at most 255 bytes. */
 bool nti_name_ok(const char *s);

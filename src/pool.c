@@ -357,6 +357,43 @@ nti_pool_push_chain(nti_pool *p, uint64_t key, nti_task *head, size_t n)
 }
 
 int
+nti_pool_push_groups(nti_pool *p, const nti_pool_group *g, size_t n,
+                     size_t *done)
+{
+    int rv = NT_OK;
+    size_t i = 0;
+    wake_list later = { .n = 0 };
+    nti_mtx_lock(&p->mtx);
+    for (; i < n; i++) {
+        if (g[i].n == 0) {
+            continue;
+        }
+        unsigned w = (unsigned)(g[i].key % p->nworkers);
+        tqueue *q = &p->wq[w];
+        if (p->draining) {
+            rv = NT_ECLOSED;
+            break;
+        }
+        if (q->n + g[i].n > p->depth) {
+            p->rejected++;
+            rv = NT_EAGAIN;
+            break;
+        }
+        for (nti_task *t = g[i].head; t != NULL;) {
+            nti_task *next = t->next;
+            tq_push(q, t);
+            t = next;
+        }
+        p->queued += g[i].n;
+        wake(&p->workers[w], &later); /* once: it is then busy */
+    }
+    nti_mtx_unlock(&p->mtx);
+    wake_flush(&later);
+    *done = i;
+    return rv;
+}
+
+int
 nti_pool_push(nti_pool *p, uint64_t key, nti_task *t)
 {
     t->next = NULL;

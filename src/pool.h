@@ -54,6 +54,18 @@ int nti_pool_push(nti_pool *p, uint64_t key, nti_task *t);
  * nothing. */
 int nti_pool_push_chain(nti_pool *p, uint64_t key, nti_task *head,
                         size_t n);
+/* A chain of n ordered tasks for one key (n may be 0: nothing to queue). */
+typedef struct {
+    uint64_t key;
+    nti_task *head;
+    size_t n;
+} nti_pool_group;
+/* Queues groups in order under one lock, each all or nothing, and wakes
+ * each worker concerned once; stops at the first group whose queue is full
+ * (NT_EAGAIN) or once draining started (NT_ECLOSED).  *done is the number
+ * of groups queued (g[0..*done)); the caller keeps the rest. */
+int nti_pool_push_groups(nti_pool *p, const nti_pool_group *g, size_t n,
+                         size_t *done);
 /* Queues a chain of n tasks (linked by next) on the shared queue, all or
  * nothing.  With force the bound is ignored and the tasks are accepted
  * even while draining (completions that must run exactly once); only
