@@ -630,6 +630,9 @@ srv_notify(nt_node *n, nti_sreq *sr, const nti_hdr *h, gsp_rd *r,
     nti_wmsg wm;
     nti_notes b;
     nti_notes_init(&b, n);
+    /* Items of one frame mostly target one registration: the last one
+     * looked up is kept (held) for the next. */
+    nti_reg *last = NULL;
     for (uint32_t i = 0; i < count && status == NT_OK; i++) {
         if (nti_wire_msg_get(r, NTI_T_NOTIFY, &wm) != GSP_OK) {
             status = NT_EPROTO;
@@ -638,8 +641,20 @@ srv_notify(nt_node *n, nti_sreq *sr, const nti_hdr *h, gsp_rd *r,
         nti_reg *regs[NTI_MAX_TARGETS];
         size_t k = 0;
         for (size_t j = 0; j < wm.nregs; j++) {
-            nti_reg *reg = nti_index_get(n->index, &n->local,
-                                         nti_wire_reg(&wm, j));
+            uint64_t id = nti_wire_reg(&wm, j);
+            nti_reg *reg;
+            if (last != NULL && last->id == id) {
+                nti_reg_hold(last);
+                reg = last;
+            } else if ((reg = nti_index_get(n->index, &n->local, id)) !=
+                           NULL &&
+                       reg->kind == NTI_NOTIFY) {
+                if (last != NULL) {
+                    nti_reg_rele(last);
+                }
+                nti_reg_hold(reg);
+                last = reg;
+            }
             if (reg != NULL && reg->kind == NTI_NOTIFY) {
                 regs[k++] = reg;
             } else if (reg != NULL) {
@@ -649,6 +664,9 @@ srv_notify(nt_node *n, nti_sreq *sr, const nti_hdr *h, gsp_rd *r,
         status = nti_notes_add(&b, regs, k, wm.nregs - k, wm.object, wm.id,
                                wm.cmd, wm.from[0] ? wm.from : from, wm.data,
                                wm.len);
+    }
+    if (last != NULL) {
+        nti_reg_rele(last);
     }
     int rv = nti_notes_end(&b);
     if (status == NT_OK) {
@@ -907,6 +925,28 @@ void
 nti_remote_notify(nt_node *n, nti_targets *t, nti_msg *m)
 {
     nti_for_each_remote(n, t, notify_one, m);
+}
+
+int
+nti_remote_notify_single(nt_node *n, nti_targets *t, const nti_msg *m)
+{
+    uint8_t dest[GSP_ID_LEN];
+    uint64_t boot, ids[NTI_MAX_TARGETS];
+    nti_peer *p = nti_member_peer(t->v[0]->owner->peer, dest, &boot, NULL);
+    if (p == NULL) {
+        return NT_OK; /* a member going away: gossip will drop it */
+    }
+    size_t k = t->n > NTI_MAX_TARGETS ? NTI_MAX_TARGETS : t->n;
+    for (size_t i = 0; i < k; i++) {
+        ids[i] = t->v[i]->id;
+    }
+    int rv = nti_peer_notify_now(p, m, dest, boot, ids, k);
+    nti_peer_rele(p);
+    if (rv == NT_EAGAIN) {
+        atomic_fetch_add_explicit(&n->ctr.rejected, 1, memory_order_relaxed);
+        return rv;
+    }
+    return NT_OK; /* else as nti_remote_reserve + nti_remote_notify */
 }
 
 /* ---- introspection and waiting ---------------------------------------------------- */

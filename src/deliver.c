@@ -292,16 +292,21 @@ nti_deliver_notify(nt_node *n, const char *object, uint64_t id,
     }
     bool remote = nlocal < t->n;
     int rv = NT_OK;
-    if (remote && (rv = nti_remote_reserve(n, t)) != NT_OK) {
-        return rv;
-    }
-    if (nlocal == 0) {
+    if (nlocal == 0 && t->n > 0) {
         /* Remote only: the peers encode the message into their queues at
          * once, so a view of the caller's arguments does. */
         nti_msg view = { .id = id, .len = len, .object = object,
                          .cmd = cmd, .from = from, .data = data };
-        nti_remote_notify(n, t, &view);
-        return NT_OK;
+        if (t->v[0]->owner == t->v[t->n - 1]->owner) {
+            return nti_remote_notify_single(n, t, &view); /* one member */
+        }
+        if ((rv = nti_remote_reserve(n, t)) == NT_OK) {
+            nti_remote_notify(n, t, &view);
+        }
+        return rv;
+    }
+    if (remote && (rv = nti_remote_reserve(n, t)) != NT_OK) {
+        return rv;
     }
     nti_msg *m = nti_msg_alloc(object, id, cmd, from, data, len);
     if (m == NULL) {

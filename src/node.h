@@ -156,6 +156,9 @@ bool nti_is_publisher(const nt_node *n);
 int nti_remote_reserve(nt_node *n, nti_targets *t);
 void nti_remote_unreserve(nt_node *n, nti_targets *t);
 void nti_remote_notify(nt_node *n, nti_targets *t, nti_msg *m);
+/* nti_remote_reserve + nti_remote_notify in one step, when every target
+ * of t is owned by one remote member: NT_OK or NT_EAGAIN (queue full). */
+int nti_remote_notify_single(nt_node *n, nti_targets *t, const nti_msg *m);
 void nti_remote_call(nt_node *n, nti_targets *t, nti_call *c, nti_msg *m,
                      bool nested);
 /* One item with status, for a call that could not be made (NULL without

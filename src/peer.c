@@ -1049,18 +1049,26 @@ chunk_for(nti_peer *p, const uint8_t *dest, uint64_t boot, size_t sz)
     return ch;
 }
 
-int
-nti_peer_notify(nti_peer *p, const nti_msg *m, const uint8_t *dest,
-                uint64_t dest_boot, const uint64_t *regs, size_t nregs)
+/* Queues one notification; with reserved, it uses a reservation taken
+ * before, else it is admitted here against the queue depth (NT_EAGAIN). */
+static int
+peer_notify(nti_peer *p, const nti_msg *m, const uint8_t *dest,
+            uint64_t dest_boot, const uint64_t *regs, size_t nregs,
+            bool reserved)
 {
     size_t sz = nti_wire_msg_size(NTI_T_NOTIFY, m->from, m->object, m->cmd,
                                   nregs, m->len);
     int rv = NT_OK;
     nti_mtx_lock(&p->mtx);
-    p->reserved--;
     nchunk *ch = NULL;
+    if (reserved) {
+        p->reserved--;
+    }
     if (p->retired || p->closed) {
-        rv = NT_EUNREACHABLE; /* retired since the reservation */
+        rv = NT_EUNREACHABLE;
+    } else if (!reserved && p->nn + p->reserved + p->inflight_items + 1 >
+                                p->tp->cfg.queue_depth) {
+        rv = NT_EAGAIN;
     } else if ((ch = chunk_for(p, dest, dest_boot, sz)) == NULL) {
         rv = NT_ENOMEM;
     } else {
@@ -1076,13 +1084,27 @@ nti_peer_notify(nti_peer *p, const nti_msg *m, const uint8_t *dest,
      * refused batch's retry is the maintenance thread's. */
     bool kick = rv == NT_OK && p->batches < NBATCH;
     nti_mtx_unlock(&p->mtx);
-    if (rv != NT_OK) {
+    if (rv == NT_EUNREACHABLE || rv == NT_ENOMEM) {
         atomic_fetch_add_explicit(&p->tp->st_notify_unacked, 1,
                                   memory_order_relaxed);
     } else if (kick) {
         peer_kick(p);
     }
     return rv;
+}
+
+int
+nti_peer_notify(nti_peer *p, const nti_msg *m, const uint8_t *dest,
+                uint64_t dest_boot, const uint64_t *regs, size_t nregs)
+{
+    return peer_notify(p, m, dest, dest_boot, regs, nregs, true);
+}
+
+int
+nti_peer_notify_now(nti_peer *p, const nti_msg *m, const uint8_t *dest,
+                    uint64_t dest_boot, const uint64_t *regs, size_t nregs)
+{
+    return peer_notify(p, m, dest, dest_boot, regs, nregs, false);
 }
 
 int

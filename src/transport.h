@@ -184,6 +184,13 @@ void nti_peer_unreserve(nti_peer *p, unsigned n);
  * as unacked. */
 int nti_peer_notify(nti_peer *p, const nti_msg *m, const uint8_t *dest,
                     uint64_t dest_boot, const uint64_t *regs, size_t nregs);
+/* The same without a reservation, for a publish whose only targets are
+ * at p: admitted against the queue depth here.  NT_OK, NT_EAGAIN (queue
+ * full, nothing queued), NT_ENOMEM or NT_EUNREACHABLE (counted as
+ * unacked). */
+int nti_peer_notify_now(nti_peer *p, const nti_msg *m, const uint8_t *dest,
+                        uint64_t dest_boot, const uint64_t *regs,
+                        size_t nregs);
 
 /* ---- batched calls and their late results ----------------------------- */
 

@@ -54,8 +54,10 @@ nti_wire_name_get(gsp_rd *r, char *buf)
         memchr(p, '\0', n) != NULL) {
         return GSP_EMALFORMED;
     }
-    memcpy(buf, p, n);
-    buf[n] = '\0';
+    if (buf != NULL) {
+        memcpy(buf, p, n);
+        buf[n] = '\0';
+    }
     return GSP_OK;
 }
 
@@ -110,9 +112,16 @@ nti_wire_msg_put(gsp_wr *w, uint8_t type, uint8_t flags, uint32_t timeout_ms,
     gsp_wr_blob32(w, data, len);
 }
 
-int
-nti_wire_msg_get(gsp_rd *r, uint8_t type, nti_wmsg *m)
+/* Decodes (m != NULL) or only validates (m == NULL: nti_wire_check's
+ * pass, which copies nothing) one message. */
+static int
+msg_take(gsp_rd *r, uint8_t type, nti_wmsg *m)
 {
+    nti_wmsg skip;
+    bool copy = m != NULL;
+    if (!copy) {
+        m = &skip;
+    }
     m->flags = 0;
     m->timeout_ms = UINT32_MAX;
     m->nregs = 0;
@@ -131,12 +140,14 @@ nti_wire_msg_get(gsp_rd *r, uint8_t type, nti_wmsg *m)
             memchr(p, '\0', n) != NULL) {
             return GSP_EMALFORMED;
         }
-        memcpy(m->from, p, n);
-        m->from[n] = '\0';
+        if (copy) {
+            memcpy(m->from, p, n);
+            m->from[n] = '\0';
+        }
     }
     gsp_rd_u64(r, &m->id);
-    if (nti_wire_name_get(r, m->object) != GSP_OK ||
-        nti_wire_name_get(r, m->cmd) != GSP_OK) {
+    if (nti_wire_name_get(r, copy ? m->object : NULL) != GSP_OK ||
+        nti_wire_name_get(r, copy ? m->cmd : NULL) != GSP_OK) {
         return GSP_EMALFORMED;
     }
     if (has_regs(type)) {
@@ -152,6 +163,12 @@ nti_wire_msg_get(gsp_rd *r, uint8_t type, nti_wmsg *m)
     }
     m->len = (uint32_t)n;
     return gsp_rd_done(r, 0) == GSP_OK ? GSP_OK : GSP_EMALFORMED;
+}
+
+int
+nti_wire_msg_get(gsp_rd *r, uint8_t type, nti_wmsg *m)
+{
+    return msg_take(r, type, m);
 }
 
 uint64_t
@@ -277,7 +294,7 @@ nti_wire_check(const uint8_t *pt, size_t len)
             return GSP_EMALFORMED;
         }
         for (uint32_t i = 0; i < n; i++) {
-            if (nti_wire_msg_get(&r, NTI_T_NOTIFY, &m) != GSP_OK) {
+            if (msg_take(&r, NTI_T_NOTIFY, NULL) != GSP_OK) {
                 return GSP_EMALFORMED;
             }
         }

@@ -116,7 +116,8 @@ int nti_wire_results_skip(gsp_rd *r);
  * CALLS_ACK: u32 n, then n entries (u8 state [+ RESULTS body | i32]). */
 int nti_wire_calls_item_get(gsp_rd *r, uint64_t *ref, nti_wmsg *m);
 
-/* Reads a name (1..255 bytes, no NUL) into buf (256 bytes). */
+/* Reads a name (1..255 bytes, no NUL) into buf (256 bytes; NULL: only
+ * checks it). */
 int nti_wire_name_get(gsp_rd *r, char *buf);
 void nti_wire_name_put(gsp_wr *w, const char *s);
 
