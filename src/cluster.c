@@ -629,7 +629,7 @@ srv_notify(nt_node *n, nti_sreq *sr, const nti_hdr *h, gsp_rd *r,
     gsp_rd_u32(r, &count);
     nti_wmsg wm;
     nti_notes b;
-    nti_notes_init(&b, n);
+    nti_notes_init(&b, n, count, gsp_rd_left(r));
     /* Items of one frame mostly target one registration: the last one
      * looked up is kept (held) for the next. */
     nti_reg *last = NULL;

@@ -52,16 +52,26 @@ typedef struct {
     nt_node *node;
     nti_reg *reg;
     nti_msg *msg;
-    bool own_msg; /* msg lives in this task's block (nti_notes_add) */
+    nti_slab *slab; /* task and msg live in this frame's slab (nti_notes) */
 } notify_task;
+
+static void
+slab_rele(nti_slab *sl)
+{
+    if (atomic_fetch_sub_explicit(&sl->refs, 1, memory_order_acq_rel) == 1) {
+        free(sl);
+    }
+}
 
 static void
 notify_free(notify_task *t)
 {
     nti_reg_rele(t->reg);
-    if (!t->own_msg) {
-        nti_msg_rele(t->msg);
+    if (t->slab != NULL) {
+        slab_rele(t->slab);
+        return;
     }
+    nti_msg_rele(t->msg);
     free(t);
 }
 
@@ -96,9 +106,9 @@ notify_drop(nti_task *task)
 uint64_t
 nti_order_key(const char *from, const char *object, uint64_t id)
 {
-    uint64_t h = nti_hash_str(0, from);
-    h = nti_hash_combine(h, nti_hash_str(1, object));
-    return nti_hash_combine(h, id);
+    return nti_hash_combine(nti_hash_combine(nti_hash_str(0, from),
+                                             nti_hash_str(1, object)),
+                            id);
 }
 
 static void
@@ -119,7 +129,7 @@ notify_discard(nti_task *task)
 
 static void
 notify_task_init(notify_task *nt, nt_node *n, nti_reg *reg, nti_msg *m,
-                 bool own_msg)
+                 nti_slab *slab)
 {
     nt->task.next = NULL;
     nt->task.run = notify_run;
@@ -127,7 +137,7 @@ notify_task_init(notify_task *nt, nt_node *n, nti_reg *reg, nti_msg *m,
     nt->node = n;
     nt->reg = reg;
     nt->msg = m;
-    nt->own_msg = own_msg;
+    nt->slab = slab;
 }
 
 /* One notification task per registration (each holding it and m), as a
@@ -147,7 +157,7 @@ notify_chain(nt_node *n, nti_reg **regs, size_t k, nti_msg *m,
         }
         nti_reg_hold(regs[i]);
         nti_msg_hold(m);
-        notify_task_init(nt, n, regs[i], m, false);
+        notify_task_init(nt, n, regs[i], m, NULL);
         *tail = &nt->task;
         tail = &nt->task.next;
     }
@@ -178,14 +188,74 @@ push_notify(nt_node *n, nti_reg **regs, size_t k, nti_msg *m)
 
 /* ---- Notifications of one received frame ---- */
 
+/* A slab entry: a notify_task, then its nti_msg. */
+#define SLAB_ALIGN 16
+#define SLAB_ENTRY(bytes) \
+    ((sizeof(notify_task) + (bytes) + SLAB_ALIGN - 1) & ~(size_t)(SLAB_ALIGN - 1))
+
 void
-nti_notes_init(nti_notes *b, nt_node *n)
+nti_notes_init(nti_notes *b, nt_node *n, size_t count, size_t bytes)
 {
     b->n = n;
     b->ng = 0;
     b->accepted = 0;
     b->unreg = 0;
     b->status = NT_OK;
+    b->slab = NULL;
+    /* An item's message needs at most its encoded size plus an nti_msg:
+     * each string gains a NUL but loses a length byte. */
+    b->slab_hint = count * SLAB_ENTRY(sizeof(nti_msg)) + bytes;
+    b->last_from[0] = b->last_object[0] = '\0';
+    b->last_hash = 0;
+}
+
+/* Room for one entry of msg_bytes in the frame's slab (a new slab when the
+ * current one is full); NULL on out-of-memory.  The entry holds a
+ * reference to its slab. */
+static void *
+slab_take(nti_notes *b, size_t msg_bytes, nti_slab **out)
+{
+    size_t need = SLAB_ENTRY(msg_bytes);
+    nti_slab *sl = b->slab;
+    if (sl == NULL || sl->used + need > sl->cap) {
+        size_t cap = b->slab_hint > need ? b->slab_hint : need;
+        nti_slab *ns = malloc(sizeof(*ns) + cap);
+        if (ns == NULL) {
+            return NULL;
+        }
+        atomic_init(&ns->refs, 1); /* the notes' own */
+        ns->cap = cap;
+        ns->used = 0;
+        if (sl != NULL) {
+            slab_rele(sl);
+        }
+        b->slab = sl = ns;
+    }
+    void *p = sl->mem + sl->used;
+    sl->used += need;
+    atomic_fetch_add_explicit(&sl->refs, 1, memory_order_relaxed);
+    *out = sl;
+    return p;
+}
+
+/* The ordering key, remembered for a run of items from one sender and
+ * object (nti_order_key's hashing is a visible cost at a million items
+ * per second). */
+static uint64_t
+notes_key(nti_notes *b, const char *from, const char *object, uint64_t id)
+{
+    if (b->last_object[0] == '\0' || strcmp(from, b->last_from) != 0 ||
+        strcmp(object, b->last_object) != 0) {
+        size_t lf = strlen(from), lo = strlen(object);
+        if (lf >= sizeof(b->last_from) || lo >= sizeof(b->last_object)) {
+            return nti_order_key(from, object, id);
+        }
+        memcpy(b->last_from, from, lf + 1);
+        memcpy(b->last_object, object, lo + 1);
+        b->last_hash = nti_hash_combine(nti_hash_str(0, from),
+                                        nti_hash_str(1, object));
+    }
+    return nti_hash_combine(b->last_hash, id);
 }
 
 /* Queues the recorded groups in order; the first refused one and all after
@@ -224,16 +294,17 @@ nti_notes_add(nti_notes *b, nti_reg **regs, size_t k, size_t unreg,
     if (b->status != NT_OK) {
         rv = b->status;
     } else if (k == 1) {
-        /* The usual case: task and message in one block, the index's
-         * reference to the registration handed on. */
-        notify_task *nt = malloc(sizeof(*nt) +
-                                 nti_msg_bytes(object, cmd, from, len));
+        /* The usual case: task and message in the frame's slab, the
+         * index's reference to the registration handed on. */
+        nti_slab *sl = NULL;
+        notify_task *nt =
+            slab_take(b, nti_msg_bytes(object, cmd, from, len), &sl);
         if (nt == NULL) {
             rv = NT_ENOMEM;
         } else {
             nti_msg *m = nti_msg_init(nt + 1, object, id, cmd, from, data,
                                       len);
-            notify_task_init(nt, n, regs[0], m, true);
+            notify_task_init(nt, n, regs[0], m, sl);
             regs[0] = NULL;
             head = &nt->task;
         }
@@ -257,7 +328,7 @@ nti_notes_add(nti_notes *b, nti_reg **regs, size_t k, size_t unreg,
         return b->status;
     }
     nti_pool_group *g = &b->g[b->ng];
-    g->key = k > 0 ? nti_order_key(from, object, id) : 0;
+    g->key = k > 0 ? notes_key(b, from, object, id) : 0;
     g->head = head;
     g->n = k;
     b->unreg_of[b->ng] = (uint32_t)unreg;
@@ -276,6 +347,10 @@ nti_notes_end(nti_notes *b)
     if (b->unreg > 0) {
         atomic_fetch_add_explicit(&b->n->ctr.dropped_unreg, b->unreg,
                                   memory_order_relaxed);
+    }
+    if (b->slab != NULL) {
+        slab_rele(b->slab);
+        b->slab = NULL;
     }
     return b->status;
 }

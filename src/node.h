@@ -189,6 +189,7 @@ int nti_rpc_async_from(nt_node *n, const char *object, uint64_t id,
                        int timeout_ms, nt_response_fn fn, void *arg,
                        const char *from);
 
+#define NTI_ORDER_FROM_MAX 64
 /* The notifications of one received NOTIFY frame, queued to the workers
  * together (one pool lock and one wake per worker for up to
  * NTI_NOTES_MAX items) and in order: each item all or nothing, and the
@@ -196,8 +197,20 @@ int nti_rpc_async_from(nt_node *n, const char *object, uint64_t id,
  * the receiver: nti_notes_init, nti_notes_add per item (in frame order),
  * nti_notes_end; then accepted is the number of leading items taken. */
 #define NTI_NOTES_MAX 128
+/* Memory shared by the notifications of one frame: one allocation instead
+ * of one per item, freed by the last task that used it. */
+typedef struct {
+    _Atomic size_t refs;
+    size_t cap, used;
+    _Alignas(16) unsigned char mem[];
+} nti_slab;
 typedef struct {
     nt_node *n;
+    nti_slab *slab;   /* current slab (the notes hold a reference) */
+    size_t slab_hint; /* bytes a slab for the rest of the frame needs */
+    char last_from[NTI_ORDER_FROM_MAX + 1];
+    char last_object[256];
+    uint64_t last_hash; /* of last_from and last_object */
     size_t ng;       /* groups recorded, not yet queued */
     size_t accepted; /* items queued (or with no local target) */
     uint64_t unreg;  /* targets gone, of accepted items */
@@ -205,7 +218,8 @@ typedef struct {
     nti_pool_group g[NTI_NOTES_MAX];
     uint32_t unreg_of[NTI_NOTES_MAX];
 } nti_notes;
-void nti_notes_init(nti_notes *b, nt_node *n);
+/* count items in bytes of frame: sizes the slab. */
+void nti_notes_init(nti_notes *b, nt_node *n, size_t count, size_t bytes);
 /* One item for the k local registrations regs (held references, taken in
  * every case; k may be 0) of which unreg more were gone.  Returns the
  * frame's status so far: after an error nothing more is taken. */
