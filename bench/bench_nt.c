@@ -462,9 +462,14 @@ pub(const opts *o)
             total > 0 ? (double)(c1[i] - c0[i]) / total : 0.0);
     }
     double prate = (double)(s1 - s0) / ((double)(ps1 - ps0) / 1e9);
+    /* Frames out are almost all NOTIFY batches (gossip is a few a
+     * second). */
+    double per_frame = stat_ratio(n, "notify_sent", "frames_out");
     printf("RESULT impl=nt test=pub subs=%u size=%zu rate=%.0f "
-           "pub_rate=%.0f eagain=%lu errors=%lu split=%s\n",
-        k, o->size, rate, prate, p.eagain, p.errors, k > 1 ? split : "-");
+           "pub_rate=%.0f eagain=%lu errors=%lu split=%s "
+           "items_per_frame=%.0f\n",
+        k, o->size, rate, prate, p.eagain, p.errors, k > 1 ? split : "-",
+        per_frame);
     nt_node_close(n, 2000);
     for (unsigned i = 0; i < k; i++) {
         bu_close_input(&subs[i]);
