@@ -59,7 +59,7 @@ static void
 slab_rele(nti_slab *sl)
 {
     if (atomic_fetch_sub_explicit(&sl->refs, 1, memory_order_acq_rel) == 1) {
-        free(sl);
+        nti_bufcache_put(sl->cache, sl, sl->bytes);
     }
 }
 
@@ -218,13 +218,16 @@ slab_take(nti_notes *b, size_t msg_bytes, nti_slab **out)
     size_t need = SLAB_ENTRY(msg_bytes);
     nti_slab *sl = b->slab;
     if (sl == NULL || sl->used + need > sl->cap) {
-        size_t cap = b->slab_hint > need ? b->slab_hint : need;
-        nti_slab *ns = malloc(sizeof(*ns) + cap);
+        size_t want = b->slab_hint > need ? b->slab_hint : need, bytes = 0;
+        nti_slab *ns =
+            nti_bufcache_get(&b->n->slabs, sizeof(*ns) + want, &bytes);
         if (ns == NULL) {
             return NULL;
         }
         atomic_init(&ns->refs, 1); /* the notes' own */
-        ns->cap = cap;
+        ns->cache = &b->n->slabs;
+        ns->bytes = bytes;
+        ns->cap = bytes - sizeof(*ns);
         ns->used = 0;
         if (sl != NULL) {
             slab_rele(sl);

@@ -139,6 +139,7 @@ node_free(nt_node *n, bool keep_shell)
     if (n->pool != NULL) {
         nti_pool_free(n->pool);
     }
+    nti_bufcache_fini(&n->slabs); /* no task holds a slab any more */
     nti_rpctab_free(n->rpc);
     nti_index_free(n->index);
     nti_cluster_free_members(n);
@@ -264,6 +265,7 @@ nt_node_open(nt_node **out, const nt_config *cfg)
     }
     nti_mtx_init(&n->close_mtx);
     nti_cv_init(&n->close_cv);
+    nti_bufcache_init(&n->slabs);
     nti_mtx_init(&n->reg_mtx);
     nti_cv_init(&n->regs_cv);
     atomic_init(&n->closing, false);

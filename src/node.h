@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
+#include "bufcache.h"
 #include "index.h"
 #include "gossip.h"
 #include "log.h"
@@ -84,6 +85,7 @@ struct nt_node {
     nti_cv regs_cv;  /* a removed registration's last handler returned */
 
     nti_pool *pool;
+    nti_bufcache slabs; /* for nti_notes */
     nti_timer *timer;
     nti_rpctab *rpc;
     nti_replies replies;
@@ -196,12 +198,14 @@ int nti_rpc_async_from(nt_node *n, const char *object, uint64_t id,
  * first refused item refuses the rest of the frame.  Stack-allocated by
  * the receiver: nti_notes_init, nti_notes_add per item (in frame order),
  * nti_notes_end; then accepted is the number of leading items taken. */
-#define NTI_NOTES_MAX 128
+#define NTI_NOTES_MAX 1024
 /* Memory shared by the notifications of one frame: one allocation instead
  * of one per item, freed by the last task that used it. */
 typedef struct {
     _Atomic size_t refs;
-    size_t cap, used;
+    nti_bufcache *cache; /* where it goes back */
+    size_t bytes;        /* allocated, this header included */
+    size_t cap, used;    /* of mem */
     _Alignas(16) unsigned char mem[];
 } nti_slab;
 typedef struct {

@@ -310,16 +310,18 @@ nti_srv_msg_alloc(nng_msg **m, size_t size)
     return nng_msg_alloc(m, size);
 }
 
-/* Opens a sealed frame into a malloc'd plaintext.  Returns 0 or a drop
- * reason + 1. */
-int
-nti_open_frame(nti_tp *tp, const uint8_t *frame, size_t len, uint8_t **pt,
-               size_t *ptlen)
+/* Opens a sealed frame into a plaintext buffer taken from cache (*cap
+ * bytes), or malloc'd when cache is NULL.  Returns 0 or a drop reason + 1.
+ */
+static int
+open_frame(nti_tp *tp, const uint8_t *frame, size_t len,
+           nti_bufcache *cache, uint8_t **pt, size_t *cap, size_t *ptlen)
 {
     if (len < GSP_SEAL_OVERHEAD) {
         return NTI_DROP_MALFORMED + 1;
     }
-    uint8_t *buf = malloc(len);
+    uint8_t *buf = cache != NULL ? nti_bufcache_get(cache, len, cap)
+                                 : malloc(len);
     if (buf == NULL) {
         return NTI_DROP_MALFORMED + 1;
     }
@@ -341,6 +343,13 @@ nti_open_frame(nti_tp *tp, const uint8_t *frame, size_t len, uint8_t **pt,
     }
     *pt = buf;
     return 0;
+}
+
+int
+nti_open_frame(nti_tp *tp, const uint8_t *frame, size_t len, uint8_t **pt,
+               size_t *ptlen)
+{
+    return open_frame(tp, frame, len, NULL, pt, NULL, ptlen);
 }
 
 uint64_t
@@ -620,8 +629,9 @@ srv_handle(nti_tp *tp, nti_sreq *s, nng_msg *m)
         return;
     }
     uint8_t *pt = NULL;
-    size_t ptlen = 0;
-    int d = nti_open_frame(tp, body + 1, len - 1, &pt, &ptlen);
+    size_t ptlen = 0, ptcap = 0;
+    int d = open_frame(tp, body + 1, len - 1, &tp->ptcache, &pt, &ptcap,
+                       &ptlen);
     if (d != 0) {
         nti_count_drop(tp, (nti_drop)(d - 1));
         log_drop(tp, s, "dropped frame", (nti_drop)(d - 1));
@@ -665,7 +675,7 @@ srv_handle(nti_tp *tp, nti_sreq *s, nng_msg *m)
     memcpy(s->sender, h.sender, NTI_ID_LEN);
     s->seq = h.seq;
     tp->cfg.ops.request_in(tp->cfg.ops_arg, s, &h, pt, ptlen);
-    free(pt);
+    nti_bufcache_put(&tp->ptcache, pt, ptcap);
 }
 
 static void
@@ -890,6 +900,7 @@ nti_tp_alloc(nti_tp **out, const nti_tp_config *cfg)
     tp->cfg.self_id = tp->self_id;
     tp->log = *cfg->log;
     nti_rwlock_init(&tp->kr_lock);
+    nti_bufcache_init(&tp->ptcache);
     nti_mtx_init(&tp->srv_mtx);
     nti_cv_init(&tp->srv_cv);
     nti_mtx_init(&tp->peers_mtx);
@@ -915,6 +926,7 @@ fail_thr:
     nti_cv_fini(&tp->maint_cv);
     nti_mtx_fini(&tp->peers_mtx);
     nti_mtx_fini(&tp->srv_mtx);
+    nti_bufcache_fini(&tp->ptcache);
     nti_rwlock_fini(&tp->kr_lock);
     free(tp);
     return rv;
@@ -1036,6 +1048,7 @@ nti_tp_free(nti_tp *tp)
     nti_mtx_fini(&tp->peers_mtx);
     nti_cv_fini(&tp->srv_cv);
     nti_mtx_fini(&tp->srv_mtx);
+    nti_bufcache_fini(&tp->ptcache);
     nti_rwlock_fini(&tp->kr_lock);
     free(tp);
 }

@@ -10,6 +10,7 @@
 
 #include <nng/nng.h>
 
+#include "bufcache.h"
 #include "htab.h"
 #include "platform/platform.h"
 #include "transport.h"
@@ -28,7 +29,7 @@
 #define BATCH_ITEMS 1024  /* notifications per batch */
 #define BATCH_BYTES (256u * 1024u)
 #define CHUNK_MIN_CAP (16u * 1024u) /* a new chunk's buffer, at least */
-#define SPARE_CAP (64u * 1024u)     /* larger emptied chunks are freed */
+#define SPARE_CAP (BATCH_BYTES + 64u * 1024u) /* larger ones are freed */
 #define MAX_QUEUED_REQS 8192 /* requests waiting for a context, per peer */
 #define RETRY_MS 20       /* after a peer refused notifications */
 #define MAINT_MS 50       /* maintenance period */
@@ -142,6 +143,8 @@ struct nti_tp {
     char address[GSP_ADDR_MAX + 32];
     nti_logger log;
     nti_rwlock kr_lock;
+
+    nti_bufcache ptcache; /* plaintexts of received frames */
 
     /* server */
     nti_mtx srv_mtx; /* guards srv_all, srv_free, srv_closing, ops_* */
