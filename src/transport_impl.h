@@ -18,7 +18,12 @@
 #define NRECV 16          /* server contexts waiting in receive */
 #define MAX_CTX_CAP 4096  /* client contexts per peer, at most */
 #define GOSSIP_CTX 8      /* contexts kept for gossip beyond the data limit */
-#define NBATCH 4          /* notification batches in flight per peer */
+/* Notification batches in flight per peer, and their size.  Two, not
+ * four: with four, a peer taking a slice of the traffic got batches of
+ * ~80 items, each one a seal, a send, an ack and wake-ups in both
+ * processes; with two (and 4096 items) 1 -> 4 slices ran ~30 % faster and
+ * 1 -> 1 the same (docs/PERFORMANCE.md, "Notifications"). */
+#define NBATCH 2
 /* Call frames (and result frames) in flight per peer, each.  Two, not
  * four: calls that wait for a free frame leave together, and on the
  * bench machine 2 beat 4 at every concurrency measured (64 in flight:
@@ -26,7 +31,8 @@
  * flight: the same or better) while one slow frame still leaves one free
  * (docs/PERFORMANCE.md, "RPC throughput"). */
 #define NXBATCH 2
-#define BATCH_ITEMS 1024  /* notifications per batch */
+#define BATCH_ITEMS 4096  /* notifications per batch, at most */
+#define XBATCH_ITEMS 1024 /* calls or results per frame, at most */
 #define BATCH_BYTES (256u * 1024u)
 #define CHUNK_MIN_CAP (16u * 1024u) /* a new chunk's buffer, at least */
 #define SPARE_CAP (BATCH_BYTES + 64u * 1024u) /* larger ones are freed */
