@@ -330,7 +330,7 @@ xbatch_take(nti_peer *p, int kind, size_t *nb)
 {
     xqueue *q = &p->xq[kind];
     nti_xitem *batch = NULL, **tail = &batch;
-    size_t bytes = 0, limit = batch_bytes(p->tp), most = XBATCH_ITEMS;
+    size_t bytes = 0, limit = batch_bytes(p->tp), most = BATCH_ITEMS;
     if (kind == XQ_CALLS) {
         /* Calls in flight to one peer stay within max_peer_inflight, as
          * single requests do: the rest wait here, not in its queues. */

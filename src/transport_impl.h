@@ -18,12 +18,16 @@
 #define NRECV 16          /* server contexts waiting in receive */
 #define MAX_CTX_CAP 4096  /* client contexts per peer, at most */
 #define GOSSIP_CTX 8      /* contexts kept for gossip beyond the data limit */
-/* Notification batches in flight per peer, and their size.  Two, not
- * four: with four, a peer taking a slice of the traffic got batches of
- * ~80 items, each one a seal, a send, an ack and wake-ups in both
- * processes; with two (and 4096 items) 1 -> 4 slices ran ~30 % faster and
- * 1 -> 1 the same (docs/PERFORMANCE.md, "Notifications"). */
-#define NBATCH 2
+/* One notification batch in flight per peer: the next leaves only once
+ * the last one's ack has been processed, so the receiver handles a
+ * sender's batches one after another and a refused rest is back at the
+ * head of the queue before anything newer leaves.  That is what keeps
+ * notifications of one (sender, object, id) in publish order across
+ * nodes (tests/cluster/test_cluster.c, test_batched_order_and_mix): with
+ * two or four in flight, batches were handled concurrently by the
+ * receiver's threads and a refused rest was overtaken by the next batch.
+ * The cost is the pipelining: see docs/PERFORMANCE.md, "Notifications". */
+#define NBATCH 1
 /* Call frames (and result frames) in flight per peer, each.  Two, not
  * four: calls that wait for a free frame leave together, and on the
  * bench machine 2 beat 4 at every concurrency measured (64 in flight:
@@ -31,8 +35,7 @@
  * flight: the same or better) while one slow frame still leaves one free
  * (docs/PERFORMANCE.md, "RPC throughput"). */
 #define NXBATCH 2
-#define BATCH_ITEMS 4096  /* notifications per batch, at most */
-#define XBATCH_ITEMS 1024 /* calls or results per frame, at most */
+#define BATCH_ITEMS 1024  /* notifications (calls, results) per batch */
 #define BATCH_BYTES (256u * 1024u)
 #define CHUNK_MIN_CAP (16u * 1024u) /* a new chunk's buffer, at least */
 #define SPARE_CAP (BATCH_BYTES + 64u * 1024u) /* larger ones are freed */
