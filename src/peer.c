@@ -261,17 +261,17 @@ chunks_free(nchunk *ch)
 
 /* Writes the NOTIFY header and item count into the room before the
  * chunk's first unacked item (acked items' bytes are no longer needed)
- * and seals the frame from there. */
+ * and seals the frame of its next nb items from there. */
 static int
-batch_msg(nti_tp *tp, nchunk *ch, uint64_t *seq, nng_msg **out)
+batch_msg(nti_tp *tp, nchunk *ch, size_t nb, uint64_t *seq, nng_msg **out)
 {
     size_t start = ch->off[ch->first] - CHUNK_HEAD;
     uint8_t *pt = ch->buf + start;
-    size_t len = ch->off[ch->n] - start;
+    size_t len = ch->off[ch->first + nb] - start;
     *seq = nti_tp_hdr(tp, NTI_T_NOTIFY, ch->dest, ch->dest_boot, 0, pt);
     gsp_wr w;
     gsp_wr_init(&w, pt + NTI_HDR_LEN, 4);
-    gsp_wr_u32(&w, ch->n - ch->first);
+    gsp_wr_u32(&w, (uint32_t)nb);
     return nti_seal_msg(tp, NTI_CH_DATA, pt, len, out);
 }
 
@@ -567,17 +567,36 @@ batch_settle(nti_peer *p, cctx *c, size_t acked, bool requeue)
     p->batches--;
     p->inflight_items -= sent;
     if (nrest > 0 && requeue && !p->retired) {
+        /* Refused in part: the rest is resent after RETRY_MS, and the
+         * next batches hold about twice what the peer took, so that a
+         * slow receiver does not decode a thousand items to take ten. */
+        p->nn += nrest;
+        p->retry_at = nti_clock_ms() + RETRY_MS;
+        p->ncap = acked * 2 > NCAP_MIN ? acked * 2 : NCAP_MIN;
+        atomic_fetch_add_explicit(&tp->st_notify_retried, nrest,
+                                  memory_order_relaxed);
+        nrest = 0;
+    } else if (nrest == 0 && p->ncap > 0) {
+        p->ncap = p->ncap * 2 >= BATCH_ITEMS ? 0 : p->ncap * 2;
+    } else if (nrest > 0) {
+        ch->first += (uint32_t)nrest; /* lost (fate unknown or refused) */
+    }
+    if (ch->first < ch->n && !p->retired) {
+        /* Not sent yet, or refused: back to the head, before anything
+         * newer. */
         ch->next = p->nh;
         p->nh = ch;
         if (p->nt == NULL) {
             p->nt = ch;
         }
-        p->nn += nrest;
-        p->retry_at = nti_clock_ms() + RETRY_MS;
-        atomic_fetch_add_explicit(&tp->st_notify_retried, nrest,
-                                  memory_order_relaxed);
         ch = NULL;
-        nrest = 0;
+    } else if (ch->first < ch->n) {
+        /* Items never sent, on a retired peer: lost like its queue
+         * (still counted in nn unless peer_fail_queued counted them). */
+        size_t unsent = ch->n - ch->first;
+        unsent = unsent < p->nn ? unsent : p->nn;
+        p->nn -= unsent;
+        nrest += unsent;
     } else if (p->spare == NULL && !p->closed && ch->cap <= SPARE_CAP) {
         p->spare = ch;
         ch = NULL;
@@ -859,7 +878,9 @@ peer_kick(nti_peer *p)
             xkind = want_x[XQ_RESULTS] ? XQ_RESULTS : XQ_CALLS;
             xbatch = xbatch_take(p, xkind, &nb);
         } else {
-            /* A batch: the head chunk, whole. */
+            /* A batch: the head chunk, out of the queue while in flight;
+             * after a refusal only as many of its items as the peer may
+             * take (p->ncap), the rest going back with it. */
             batch = p->nh;
             p->nh = batch->next;
             if (p->nh == NULL) {
@@ -867,6 +888,9 @@ peer_kick(nti_peer *p)
             }
             batch->next = NULL;
             nb = batch->n - batch->first;
+            if (p->ncap > 0 && nb > p->ncap) {
+                nb = p->ncap;
+            }
             p->nn -= nb;
             p->inflight_items += nb;
             p->batches++;
@@ -890,7 +914,7 @@ peer_kick(nti_peer *p)
                              : r->len > 1 ? nti_kind_of_type(r->frame[1])
                                           : NTI_K_INFO;
         if (batch != NULL) {
-            rv = batch_msg(tp, batch, &c->seq, &m);
+            rv = batch_msg(tp, batch, nb, &c->seq, &m);
         } else if (xbatch != NULL) {
             rv = xbatch_msg(tp, xkind, xbatch, nb, &c->seq, &m);
             if (xkind == XQ_CALLS) {

@@ -41,6 +41,7 @@
 #define SPARE_CAP (BATCH_BYTES + 64u * 1024u) /* larger ones are freed */
 #define MAX_QUEUED_REQS 8192 /* requests waiting for a context, per peer */
 #define RETRY_MS 20       /* after a peer refused notifications */
+#define NCAP_MIN 32       /* batch items after a refusal, at least */
 #define MAINT_MS 50       /* maintenance period */
 #define LINGER_MS 200     /* rejected link: closed this long after */
 #define LINGER_MAX 64     /* links lingering at once; more close at once */
@@ -126,6 +127,7 @@ struct nti_peer {
     nchunk *spare;       /* one emptied chunk kept for reuse */
     size_t nn, reserved; /* items queued, items reserved */
     size_t inflight_items; /* in batches on the wire: count against depth */
+    size_t ncap;           /* items per batch after a refusal (0: no cap) */
     unsigned batches;
     uint64_t retry_at;
     xqueue xq[2]; /* [XQ_CALLS] call items, [XQ_RESULTS] late results */
