@@ -5,7 +5,8 @@
  * sizes with fresh pages that it hands back when they are freed, so every
  * frame paid tens of page faults (docs/PERFORMANCE.md, "Notifications").
  * A cache keeps up to NTI_BUFCACHE_MAX buffers of at most
- * NTI_BUFCACHE_BIG bytes.  Buffers are plain malloc memory: one taken from
+ * NTI_BUFCACHE_BIG bytes (so at most 2 MiB stay with a node that saw
+ * traffic, per cache).  Buffers are plain malloc memory: one taken from
  * a cache may also be released with free().
  *
  * Thread safety: all functions may be called from any thread.
@@ -18,7 +19,7 @@
 #include "platform/platform.h"
 
 #define NTI_BUFCACHE_MAX 4
-#define NTI_BUFCACHE_BIG (2u * 1024u * 1024u)
+#define NTI_BUFCACHE_BIG (512u * 1024u) /* a full batch and its slab fit */
 
 typedef struct {
     nti_mtx mtx; /* guards everything below */

@@ -4,6 +4,7 @@
  * parsing.
  */
 #include "addr.h"
+#include "bufcache.h"
 #include "key.h"
 #include "notifier/notifier.h"
 #include "testutil.h"
@@ -118,6 +119,51 @@ test_key_file_several(void)
     CU_ASSERT_EQUAL(nt_key_file_load(path, keys, 8, &n), NT_EIO);
 }
 
+/* Large buffers come back for reuse: the same buffer for a fitting size,
+ * a fresh one when none fits, the larger kept when the cache is full,
+ * oversized ones never kept. */
+static void
+test_bufcache(void)
+{
+    nti_bufcache c;
+    nti_bufcache_init(&c);
+    size_t cap = 0;
+    void *a = nti_bufcache_get(&c, 1000, &cap);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+    CU_ASSERT_EQUAL(cap, 1000);
+    memset(a, 1, cap);
+    nti_bufcache_put(&c, a, cap);
+    size_t cap2 = 0;
+    void *b = nti_bufcache_get(&c, 800, &cap2);
+    CU_ASSERT_PTR_EQUAL(b, a); /* reused, with its whole size */
+    CU_ASSERT_EQUAL(cap2, 1000);
+    void *big = nti_bufcache_get(&c, 4000, &cap);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(big);
+    CU_ASSERT_EQUAL(cap, 4000); /* nothing kept fits: a new one */
+    nti_bufcache_put(&c, b, cap2);
+    nti_bufcache_put(&c, big, cap);
+    void *more[NTI_BUFCACHE_MAX];
+    for (int i = 0; i < NTI_BUFCACHE_MAX; i++) {
+        more[i] = nti_bufcache_get(&c, 8000, &cap);
+        CU_ASSERT_EQUAL(cap, 8000);
+    }
+    for (int i = 0; i < NTI_BUFCACHE_MAX; i++) {
+        nti_bufcache_put(&c, more[i], 8000); /* the small ones make room */
+    }
+    CU_ASSERT_EQUAL(c.n, NTI_BUFCACHE_MAX);
+    for (size_t i = 0; i < c.n; i++) {
+        CU_ASSERT_EQUAL(c.cap[i], 8000);
+    }
+    void *huge = nti_bufcache_get(&c, NTI_BUFCACHE_BIG + 1, &cap);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(huge);
+    nti_bufcache_put(&c, huge, cap); /* freed, not kept */
+    for (size_t i = 0; i < c.n; i++) {
+        CU_ASSERT(c.cap[i] <= NTI_BUFCACHE_BIG);
+    }
+    nti_bufcache_put(&c, NULL, 0);
+    nti_bufcache_fini(&c); /* frees what is kept (the leak checkers see) */
+}
+
 int
 main(void)
 {
@@ -127,6 +173,7 @@ main(void)
         NT_TEST(test_addr_parse),
         NT_TEST(test_key_parse),
         NT_TEST(test_key_file_several),
+        NT_TEST(test_bufcache),
         NT_TESTS_END,
     };
     return nt_run_suite("misc", NULL, NULL, tests);
