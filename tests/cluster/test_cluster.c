@@ -728,7 +728,6 @@ on_seq(void *dest, const nt_msg *m)
 static void
 test_batched_order_and_mix(void)
 {
-    const char *smap[2] = { NULL, NULL };
     nt_config c;
     nt_config_init(&c);
     c.listen = "127.0.0.1:0";
@@ -738,7 +737,6 @@ test_batched_order_and_mix(void)
     nt_node *b = NULL;
     CU_ASSERT_EQUAL_FATAL(nt_node_open(&b, &c), NT_OK);
     nt_node *a = open_member(nt_node_address(b), NULL);
-    (void)smap;
     seqsink one, two[2];
     seqsink *all[3] = { &one, &two[0], &two[1] };
     for (int i = 0; i < 3; i++) {
