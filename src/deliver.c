@@ -103,12 +103,17 @@ notify_drop(nti_task *task)
     notify_free(t);
 }
 
+/* The part of an ordering key that depends on the strings. */
+static uint64_t
+order_base(const char *from, const char *object)
+{
+    return nti_hash_combine(nti_hash_str(0, from), nti_hash_str(1, object));
+}
+
 uint64_t
 nti_order_key(const char *from, const char *object, uint64_t id)
 {
-    return nti_hash_combine(nti_hash_combine(nti_hash_str(0, from),
-                                             nti_hash_str(1, object)),
-                            id);
+    return nti_hash_combine(order_base(from, object), id);
 }
 
 static void
@@ -255,8 +260,7 @@ notes_key(nti_notes *b, const char *from, const char *object, uint64_t id)
         }
         memcpy(b->last_from, from, lf + 1);
         memcpy(b->last_object, object, lo + 1);
-        b->last_hash = nti_hash_combine(nti_hash_str(0, from),
-                                        nti_hash_str(1, object));
+        b->last_hash = order_base(from, object);
     }
     return nti_hash_combine(b->last_hash, id);
 }
