@@ -81,8 +81,9 @@ pipe_cb(nng_pipe pipe, nng_pipe_ev ev, void *arg)
     nti_mtx_unlock(&p->mtx);
     atomic_fetch_add_explicit(up ? &tp->st_connects : &tp->st_disconnects, 1,
                               memory_order_relaxed);
-    if (tp->cfg.ops.peer_event != NULL) {
+    if (tp->cfg.ops.peer_event != NULL && nti_tp_ops_enter(tp)) {
         tp->cfg.ops.peer_event(tp->cfg.ops_arg, p, up);
+        nti_tp_ops_leave(tp);
     }
     if (!up) {
         /* The maintenance thread cancels what the lost pipe carried. */

@@ -678,6 +678,29 @@ srv_handle(nti_tp *tp, nti_sreq *s, nng_msg *m)
     nti_bufcache_put(&tp->ptcache, pt, ptcap);
 }
 
+/* The gate in front of cfg.ops: once nti_tp_free began, the node behind
+ * them may be gone (a socket nng could not close still delivers requests
+ * and pipe events).  False: do not call in. */
+bool
+nti_tp_ops_enter(nti_tp *tp)
+{
+    nti_mtx_lock(&tp->srv_mtx);
+    bool off = tp->ops_off;
+    tp->ops_busy += off ? 0 : 1;
+    nti_mtx_unlock(&tp->srv_mtx);
+    return !off;
+}
+
+void
+nti_tp_ops_leave(nti_tp *tp)
+{
+    nti_mtx_lock(&tp->srv_mtx);
+    if (--tp->ops_busy == 0 && tp->ops_off) {
+        nti_cv_broadcast(&tp->srv_cv);
+    }
+    nti_mtx_unlock(&tp->srv_mtx);
+}
+
 static void
 sreq_cb(void *arg)
 {
@@ -697,22 +720,12 @@ sreq_cb(void *arg)
         nng_aio_set_msg(s->aio, NULL);
         s->state = S_HELD;
         srv_add_receiver(tp);
-        /* The gate: once nti_tp_free began, the node behind cfg.ops may be
-         * gone (a socket nng could not close still delivers). */
-        nti_mtx_lock(&tp->srv_mtx);
-        bool off = tp->ops_off;
-        tp->ops_busy += off ? 0 : 1;
-        nti_mtx_unlock(&tp->srv_mtx);
-        if (off) {
+        if (!nti_tp_ops_enter(tp)) {
             s->pipe = nng_msg_get_pipe(m);
             sreq_reject(s, NT_ECLOSED);
         } else {
             srv_handle(tp, s, m);
-            nti_mtx_lock(&tp->srv_mtx);
-            if (--tp->ops_busy == 0 && tp->ops_off) {
-                nti_cv_broadcast(&tp->srv_cv);
-            }
-            nti_mtx_unlock(&tp->srv_mtx);
+            nti_tp_ops_leave(tp);
         }
         nng_msg_free(m);
         return;
@@ -967,18 +980,20 @@ nti_tp_free(nti_tp *tp)
     nti_mtx_unlock(&tp->peers_mtx);
     nti_thr_join(&tp->maint);
     bool keep = false;
+    /* No callback enters the node from now on (requests, pipe events);
+     * wait for those inside (they only decode, queue and log). */
+    nti_mtx_lock(&tp->srv_mtx);
+    tp->ops_off = true;
+    while (tp->ops_busy > 0) {
+        nti_cv_wait(&tp->srv_cv, &tp->srv_mtx);
+    }
+    nti_mtx_unlock(&tp->srv_mtx);
     /* Server: the node has answered every held request; give those
      * answers a moment to leave before the socket goes. */
     if (tp->has_srv) {
         uint64_t flush_by = nti_clock_ms() + FLUSH_MS;
         nti_mtx_lock(&tp->srv_mtx);
         tp->srv_closing = true;
-        /* No callback enters the node from now on; wait for those inside
-         * (they only decode and queue), then for the answers to leave. */
-        tp->ops_off = true;
-        while (tp->ops_busy > 0) {
-            nti_cv_wait(&tp->srv_cv, &tp->srv_mtx);
-        }
         while (tp->srv_sending > 0 &&
                nti_cv_wait_until(&tp->srv_cv, &tp->srv_mtx, flush_by)) {
         }

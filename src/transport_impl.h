@@ -163,7 +163,7 @@ struct nti_tp {
     bool has_srv, srv_closing;
     bool ops_off;      /* not yet started (nti_tp_start), or nti_tp_free
                           began: requests are refused, not handed on */
-    unsigned ops_busy; /* callbacks inside cfg.ops (request_in, gossip_in) */
+    unsigned ops_busy; /* callbacks inside cfg.ops (requests, pipe events) */
     nti_sreq *srv_all, *srv_free;
     unsigned srv_sending; /* replies handed to nng, not yet sent */
     /* Links to close once their reject has had LINGER_MS to reach the
@@ -224,6 +224,10 @@ size_t nti_nng_cap(const nti_tp *tp);
 /* An nng message holding ch + seal(pt).  NT_OK or an error. */
 int nti_seal_msg(nti_tp *tp, uint8_t ch, const uint8_t *pt, size_t len,
                  nng_msg **out);
+/* Brackets a call into cfg.ops (request_in, peer_event): false once
+ * nti_tp_free began (or before nti_tp_start), and then nothing is called. */
+bool nti_tp_ops_enter(nti_tp *tp);
+void nti_tp_ops_leave(nti_tp *tp);
 /* Opens a sealed frame into a malloc'd plaintext: 0 or a drop reason + 1. */
 int nti_open_frame(nti_tp *tp, const uint8_t *frame, size_t len,
                    uint8_t **pt, size_t *ptlen);
