@@ -465,11 +465,12 @@ pub(const opts *o)
     /* Frames out are almost all NOTIFY batches (gossip is a few a
      * second). */
     double per_frame = stat_ratio(n, "notify_sent", "frames_out");
+    double ahead = stat_ratio(n, "notify_batches_sealed_ahead", "frames_out");
     printf("RESULT impl=nt test=pub subs=%u size=%zu rate=%.0f "
            "pub_rate=%.0f eagain=%lu errors=%lu split=%s "
-           "items_per_frame=%.0f\n",
+           "items_per_frame=%.0f sealed_ahead=%.2f\n",
         k, o->size, rate, prate, p.eagain, p.errors, k > 1 ? split : "-",
-        per_frame);
+        per_frame, ahead);
     nt_node_close(n, 2000);
     for (unsigned i = 0; i < k; i++) {
         bu_close_input(&subs[i]);

@@ -206,6 +206,7 @@ nti_notes_init(nti_notes *b, nt_node *n, size_t count, size_t bytes)
     b->accepted = 0;
     b->unreg = 0;
     b->status = NT_OK;
+    b->reserved = false;
     b->slab = NULL;
     /* An item's message needs at most its encoded size plus an nti_msg:
      * each string gains a NUL but loses a length byte. */
@@ -271,7 +272,8 @@ static void
 notes_flush(nti_notes *b)
 {
     size_t done = 0;
-    int rv = b->ng > 0 ? nti_pool_push_groups(b->n->pool, b->g, b->ng, &done)
+    int rv = b->ng > 0 ? nti_pool_push_groups(b->n->pool, b->g, b->ng,
+                                              b->reserved, &done)
                        : NT_OK;
     for (size_t i = 0; i < done; i++) {
         b->unreg += b->unreg_of[i];

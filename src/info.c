@@ -147,6 +147,7 @@ nti_info_stats(nt_node *n, int json, char **out)
         { "rejected_queue_full", atomic_load(&n->ctr.rejected) },
         { "dropped_closed", atomic_load(&n->ctr.dropped_closed) },
         { "dropped_unregistered", atomic_load(&n->ctr.dropped_unreg) },
+        { "dropped_nomem", atomic_load(&n->ctr.dropped_nomem) },
         { "queue_depth", ps.queued },
         { "handlers_running", ps.running },
         { "threads", ps.threads },

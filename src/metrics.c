@@ -142,6 +142,7 @@ nti_info_metrics(nt_node *n, char **out)
     drop(&b, "queue_full", atomic_load(&n->ctr.rejected));
     drop(&b, "closed", atomic_load(&n->ctr.dropped_closed));
     drop(&b, "unregistered", atomic_load(&n->ctr.dropped_unreg));
+    drop(&b, "nomem", atomic_load(&n->ctr.dropped_nomem));
     drop(&b, "unacked", ts.notify_unacked);
     drop(&b, "rejected_by_peer", ts.rejected_by_peer);
     uint64_t auth = ts.drops[NTI_DROP_AUTH] + ts.drops[NTI_DROP_UNKNOWN_KEY];

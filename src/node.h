@@ -24,6 +24,7 @@
 #include "transport.h"
 
 #define NTI_ID_HEX 32
+#define NTI_NOTIFY_STRIPES 16 /* see nt_node.notify_order */
 
 /* Counters; relaxed atomics, read for stats. */
 typedef struct {
@@ -34,6 +35,7 @@ typedef struct {
     _Atomic uint64_t rejected;       /* NT_EAGAIN: queue full */
     _Atomic uint64_t dropped_closed; /* queued work dropped at close */
     _Atomic uint64_t dropped_unreg;  /* target unregistered in flight */
+    _Atomic uint64_t dropped_nomem;  /* acked, then out of memory */
 } nti_counters;
 
 /* A remote member as this node knows it.  Its registrations are owned by
@@ -86,6 +88,9 @@ struct nt_node {
 
     nti_pool *pool;
     nti_bufcache slabs; /* for nti_notes */
+    /* A sender's NOTIFY frames are handed to the workers one at a time,
+     * in order (cluster.c, srv_notify): a lock per stripe of senders. */
+    nti_mtx notify_order[NTI_NOTIFY_STRIPES];
     nti_timer *timer;
     nti_rpctab *rpc;
     nti_replies replies;
@@ -219,6 +224,7 @@ typedef struct {
     size_t accepted; /* items queued (or with no local target) */
     uint64_t unreg;  /* targets gone, of accepted items */
     int status;      /* NT_OK, or why the rest is refused */
+    bool reserved;   /* room was reserved in the pool (nti_pool_reserve) */
     nti_pool_group g[NTI_NOTES_MAX];
     uint32_t unreg_of[NTI_NOTES_MAX];
 } nti_notes;

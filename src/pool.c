@@ -70,6 +70,7 @@ struct nti_pool {
     pthr *spares;
     unsigned nspares; /* spares alive */
     size_t queued, running, blocked, nidle, alive;
+    size_t reserved; /* nti_pool_reserve */
     bool draining, stopping;
     uint64_t rejected, dropped, spares_started;
     char name[12];
@@ -356,9 +357,29 @@ nti_pool_push_chain(nti_pool *p, uint64_t key, nti_task *head, size_t n)
     return rv;
 }
 
+bool
+nti_pool_reserve(nti_pool *p, size_t n)
+{
+    nti_mtx_lock(&p->mtx);
+    bool ok = !p->draining && p->queued + p->reserved + n <= p->depth;
+    if (ok) {
+        p->reserved += n;
+    }
+    nti_mtx_unlock(&p->mtx);
+    return ok;
+}
+
+void
+nti_pool_unreserve(nti_pool *p, size_t n)
+{
+    nti_mtx_lock(&p->mtx);
+    p->reserved -= n;
+    nti_mtx_unlock(&p->mtx);
+}
+
 int
 nti_pool_push_groups(nti_pool *p, const nti_pool_group *g, size_t n,
-                     size_t *done)
+                     bool reserved, size_t *done)
 {
     int rv = NT_OK;
     size_t i = 0;
@@ -374,7 +395,7 @@ nti_pool_push_groups(nti_pool *p, const nti_pool_group *g, size_t n,
             rv = NT_ECLOSED;
             break;
         }
-        if (q->n + g[i].n > p->depth) {
+        if (!reserved && q->n + g[i].n > p->depth) {
             p->rejected++;
             rv = NT_EAGAIN;
             break;

@@ -62,10 +62,19 @@ typedef struct {
 } nti_pool_group;
 /* Queues groups in order under one lock, each all or nothing, and wakes
  * each worker concerned once; stops at the first group whose queue is full
- * (NT_EAGAIN) or once draining started (NT_ECLOSED).  *done is the number
- * of groups queued (g[0..*done)); the caller keeps the rest. */
+ * (NT_EAGAIN; never with reserved: room was reserved for them) or once
+ * draining started (NT_ECLOSED).  *done is the number of groups queued
+ * (g[0..*done)); the caller keeps the rest. */
 int nti_pool_push_groups(nti_pool *p, const nti_pool_group *g, size_t n,
-                         size_t *done);
+                         bool reserved, size_t *done);
+/* Reserves room for n ordered tasks, wherever they go: true when the
+ * tasks queued and reserved, n included, stay within the depth (so no
+ * queue can be full for them) and draining has not started.  Undone with
+ * nti_pool_unreserve once they are queued.  The pushes that use it are
+ * not bounded (a receiver reserves one task per notification, and one
+ * naming several local registrations makes several). */
+bool nti_pool_reserve(nti_pool *p, size_t n);
+void nti_pool_unreserve(nti_pool *p, size_t n);
 /* Queues a chain of n tasks (linked by next) on the shared queue, all or
  * nothing.  With force the bound is ignored and the tasks are accepted
  * even while draining (completions that must run exactly once); only

@@ -918,6 +918,7 @@ nti_tp_alloc(nti_tp **out, const nti_tp_config *cfg)
     nti_cv_init(&tp->srv_cv);
     nti_mtx_init(&tp->peers_mtx);
     nti_cv_init(&tp->maint_cv);
+    tp->hold_due = UINT64_MAX;
     nti_mtx_init(&tp->replay_mtx);
     nti_htab_init(&tp->peer_tab);
     nti_htab_init(&tp->replay);
@@ -1108,6 +1109,7 @@ nti_tp_stats_get(nti_tp *tp, nti_tp_stats *st)
     st->notify_sent = atomic_load(&tp->st_notify_sent);
     st->notify_unacked = atomic_load(&tp->st_notify_unacked);
     st->notify_retried = atomic_load(&tp->st_notify_retried);
+    st->notify_presealed = atomic_load(&tp->st_presealed);
     st->connects = atomic_load(&tp->st_connects);
     st->disconnects = atomic_load(&tp->st_disconnects);
     st->requests_held = atomic_load(&tp->held);

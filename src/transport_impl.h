@@ -49,6 +49,17 @@
 #define RETIRE_GRACE_MS 2000 /* retired socket closed after this */
 #define FLUSH_MS 500         /* shutdown: wait for replies to leave */
 #define REPLAY_WINDOW 1024
+/* A pre-sealed batch (peer.c, "Notification chunks") is sealed again
+ * when it waited this long, or behind this many other frames: a key may
+ * have been retired, or the receiver's replay window moved past it. */
+#define PRESEAL_MAX_MS 500
+/* Holding partial batches (peer.c, "Holding"): a peer receiving at least
+ * HOLD_RATE notifications per ms gets a batch of fewer than HOLD_ITEMS
+ * only after it waited HOLD_MS. */
+#define HOLD_ITEMS 512
+#define HOLD_RATE 100
+#define HOLD_MS 1
+#define PRESEAL_MAX_SEQS (REPLAY_WINDOW / 2)
 #define REPLAY_SENDERS 4096
 
 enum { C_IDLE, C_SEND, C_RECV, C_DEAD };
@@ -68,6 +79,10 @@ typedef struct nchunk {
     uint32_t first; /* items already acked (a partial ack) */
     size_t cap;     /* bytes allocated for buf */
     uint8_t *buf;
+    bool sealing;   /* a publisher seals it ahead (no one else touches it) */
+    nng_msg *sealed; /* sealed ahead: items [sealed_first, +sealed_nb) */
+    uint32_t sealed_first, sealed_nb;
+    uint64_t sealed_seq, sealed_at;
     uint32_t off[BATCH_ITEMS + 1];
 } nchunk;
 
@@ -114,6 +129,7 @@ struct nti_peer {
     bool drained;   /* retired and its in-flight work failed */
     uint64_t retired_at;
     unsigned sending; /* threads between a check and an nng call */
+    unsigned sealing; /* chunks being sealed ahead, outside the lock */
     uint64_t gen;
     bool reset_pending;
     uint64_t last_used;
@@ -128,6 +144,9 @@ struct nti_peer {
     size_t nn, reserved; /* items queued, items reserved */
     size_t inflight_items; /* in batches on the wire: count against depth */
     size_t ncap;           /* items per batch after a refusal (0: no cap) */
+    uint64_t last_batch_us; /* when the last batch left */
+    uint32_t rate;          /* notifications per ms, smoothed */
+    uint64_t hold_until_us; /* holding a partial batch until then (or 0) */
     unsigned batches;
     uint64_t retry_at;
     xqueue xq[2]; /* [XQ_CALLS] call items, [XQ_RESULTS] late results */
@@ -178,8 +197,9 @@ struct nti_tp {
     _Atomic unsigned conns;
 
     /* peers and the maintenance thread */
-    nti_mtx peers_mtx; /* guards peers, peer_tab, stop */
+    nti_mtx peers_mtx; /* guards peers, peer_tab, stop, hold_due */
     nti_cv maint_cv;
+    uint64_t hold_due; /* ms: the maintenance thread wakes a held batch */
     nti_peer *peers;
     nti_htab peer_tab;
     bool stop;
@@ -200,7 +220,7 @@ struct nti_tp {
     _Atomic uint64_t st_kbytes[2][NTI_K_COUNT];
     _Atomic uint64_t st_notify_in;
     _Atomic uint64_t st_rejected, st_notify_sent, st_notify_unacked,
-        st_notify_retried, st_connects, st_disconnects;
+        st_notify_retried, st_connects, st_disconnects, st_presealed;
     _Atomic uint64_t st_call_frames, st_calls, st_late, st_deferred;
 };
 

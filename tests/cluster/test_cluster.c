@@ -723,17 +723,19 @@ on_seq(void *dest, const nt_msg *m)
 /* Notifications to another node leave in batches: items of one frame for
  * one registration and for two (one item naming both), of every payload
  * size, arrive exactly once, intact and in publish order for their
- * (sender, object, id), also when the receiver's queue refuses part of a
- * frame (depth 64, so the rest is retried). */
+ * (sender, object, id).  depth is the receiver's queue depth: 64 refuses
+ * part of most frames (the rest is retried); the default takes whole
+ * frames, acked before they are queued (with batches sealed ahead and
+ * held); in between, both kinds of frame follow each other. */
 static void
-test_batched_order_and_mix(void)
+batched_order_run(unsigned depth, uint32_t total)
 {
     nt_config c;
     nt_config_init(&c);
     c.listen = "127.0.0.1:0";
     c.key = key;
     c.workers = 2;
-    c.queue_depth = 64;
+    c.queue_depth = depth;
     nt_node *b = NULL;
     CU_ASSERT_EQUAL_FATAL(nt_node_open(&b, &c), NT_OK);
     nt_node *a = open_member(nt_node_address(b), NULL);
@@ -758,7 +760,6 @@ test_batched_order_and_mix(void)
     converge(v, 2);
     /* Bounded in count and time; NT_EAGAIN is retried, so every
      * sequence number is accepted exactly once. */
-    const uint32_t total = 20000;
     long want_one = 0, want_two = 0, refused = 0;
     uint64_t end = tu_now_ms() + 30000;
     for (uint32_t seq = 0; seq < total && tu_now_ms() < end;) {
@@ -781,8 +782,10 @@ test_batched_order_and_mix(void)
     CU_ASSERT_EQUAL(tu_counter_wait(&two[0].n, want_two, 30000), want_two);
     CU_ASSERT_EQUAL(tu_counter_wait(&two[1].n, want_two, 30000), want_two);
     long long retried = stat_of(a, "notify_retried");
-    printf("\n  %u published (%ld refused at the publisher), %lld items "
-           "retried after a partial ack\n", total, refused, retried);
+    printf("\n  depth %u: %u published (%ld refused at the publisher), "
+           "%lld items retried after a partial ack, %lld of %lld frames "
+           "sealed ahead\n", depth, total, refused, retried,
+           stat_of(a, "notify_batches_sealed_ahead"), stat_of(a, "frames_out"));
     for (int i = 0; i < 3; i++) {
         CU_ASSERT_EQUAL(all[i]->bad_order, 0);
         CU_ASSERT_EQUAL(all[i]->bad_data, 0);
@@ -796,6 +799,24 @@ test_batched_order_and_mix(void)
         tu_counter_fini(&all[i]->n);
         pthread_mutex_destroy(&all[i]->mtx);
     }
+}
+
+static void
+test_batched_order_and_mix(void)
+{
+    batched_order_run(64, 20000);
+}
+
+static void
+test_batched_order_acked_first(void)
+{
+    batched_order_run(0, 30000);
+}
+
+static void
+test_batched_order_both_paths(void)
+{
+    batched_order_run(1536, 20000);
 }
 
 static int
@@ -824,6 +845,8 @@ main(void)
         NT_TEST(test_publisher_failover),
         NT_TEST(test_load_exact_counts),
         NT_TEST(test_batched_order_and_mix),
+        NT_TEST(test_batched_order_acked_first),
+        NT_TEST(test_batched_order_both_paths),
         NT_TEST(test_eight_nodes_shutdown_storm),
         NT_TESTS_END,
     };
