@@ -620,18 +620,72 @@ nti_held_begin(nt_node *n, nti_sreq *sr, const nti_hdr *h, gsp_rd *r,
     return hd;
 }
 
+/* The sender's entry in its stripe (the least recently used one is
+ * reused for a new sender).  Stripe lock held. */
+static nti_nsender *
+nsender_get(nti_nstripe *st, const uint8_t *id, uint64_t boot)
+{
+    nti_nsender *lru = &st->s[0];
+    for (size_t i = 0; i < NTI_NOTIFY_SENDERS; i++) {
+        nti_nsender *s = &st->s[i];
+        if (s->used != 0 && memcmp(s->id, id, NTI_ID_LEN) == 0) {
+            if (s->boot != boot) { /* a new life: forget the old one */
+                memset(s->done, 0, sizeof(s->done));
+                s->refused = 0;
+                s->boot = boot;
+            }
+            s->used = ++st->tick;
+            return s;
+        }
+        if (s->used < lru->used) {
+            lru = s;
+        }
+    }
+    memset(lru, 0, sizeof(*lru));
+    memcpy(lru->id, id, NTI_ID_LEN);
+    lru->boot = boot;
+    lru->used = ++st->tick;
+    return lru;
+}
+
+/* 1: frame seq was refused (even in part); 0: queued; -1: not seen. */
+static int
+nsender_find(const nti_nsender *s, uint64_t seq)
+{
+    for (unsigned i = 0; i < NTI_NOTIFY_DONE; i++) {
+        if (s->done[i] == seq) {
+            return (s->refused >> i) & 1u ? 1 : 0;
+        }
+    }
+    return -1;
+}
+
+static void
+nsender_done(nti_nsender *s, uint64_t seq, bool refused)
+{
+    s->done[s->pos] = seq;
+    s->refused = refused ? s->refused | 1u << s->pos
+                         : s->refused & ~(1u << s->pos);
+    s->pos = (s->pos + 1) % NTI_NOTIFY_DONE;
+}
+
 /* A NOTIFY frame (validated whole by nti_wire_check).  Design notes:
- * the ack tells the sender how many leading items were taken, and the
- * sender sends its next batch only once it has the ack (peer.c, NBATCH).
- * When the pool has room for every item of the frame (nti_pool_reserve),
- * the ack leaves first and the items are decoded and queued after it,
- * while the sender's next frame travels and is opened on another thread:
- * that overlap is worth ~40 % of the receiving thread's time per frame.
- * Otherwise (the pool nearly full) the items are queued first and the ack
- * says how many were.  Either way a sender's frames reach the workers one
- * at a time, in order: the handling holds the sender's stripe lock, taken
- * before the ack leaves, so the next frame (sent only after the ack) can
- * only queue its items after this one's. */
+ *
+ * Order.  A sender's frames must reach the workers one at a time and in
+ * the order it sent them, though two may be in flight and handled by two
+ * of our threads (peer.c, "Two batches in flight").  Each frame names in
+ * its header's ref the frame sent before it if that was still
+ * unacknowledged (else 0).  Under the sender's stripe lock we wait (at
+ * most NTI_NOTIFY_WAIT_MS, for a predecessor lost with its connection)
+ * until that frame is done; if we refused it, even in part, this one is
+ * refused whole, so that the sender resends the refused rest first.
+ *
+ * Acked first.  The ack tells the sender how many leading items were
+ * taken.  When the pool has room for every item of the frame
+ * (nti_pool_reserve), the ack leaves first and the items are decoded and
+ * queued after it, while the sender's next frame travels and is opened on
+ * another thread.  Otherwise (the pool nearly full) the items are queued
+ * first and the ack says how many were. */
 static void
 srv_notify(nt_node *n, nti_sreq *sr, const nti_hdr *h, gsp_rd *r,
            const char *from)
@@ -639,13 +693,38 @@ srv_notify(nt_node *n, nti_sreq *sr, const nti_hdr *h, gsp_rd *r,
     uint32_t count = 0;
     int status = NT_OK;
     gsp_rd_u32(r, &count);
+    uint64_t stripe;
+    memcpy(&stripe, h->sender, sizeof(stripe));
+    nti_nstripe *st =
+        &n->notify_order[nti_mix64(stripe) % NTI_NOTIFY_STRIPES];
+    nti_mtx_lock(&st->mtx);
+    nti_nsender *snd = nsender_get(st, h->sender, h->sender_boot);
+    int pred = h->ref != 0 ? nsender_find(snd, h->ref) : 0;
+    if (pred < 0) {
+        uint64_t deadline = nti_clock_ms() + NTI_NOTIFY_WAIT_MS;
+        while (pred < 0 && nti_cv_wait_until(&st->cv, &st->mtx, deadline)) {
+            snd = nsender_get(st, h->sender, h->sender_boot);
+            pred = nsender_find(snd, h->ref);
+        }
+        if (pred < 0) {
+            /* Lost with its connection, most likely. */
+            snd = nsender_get(st, h->sender, h->sender_boot);
+            pred = 0;
+            atomic_fetch_add_explicit(&n->ctr.notify_pred_missing, 1,
+                                      memory_order_relaxed);
+        }
+    }
+    if (pred > 0) {
+        nsender_done(snd, h->seq, true);
+        nti_cv_broadcast(&st->cv);
+        nti_mtx_unlock(&st->mtx);
+        nti_tp_count_notify_in(n->tp, 0);
+        nti_reply_ack(n, sr, h, 0, NT_EAGAIN);
+        return;
+    }
     nti_wmsg wm;
     nti_notes b;
     nti_notes_init(&b, n, count, gsp_rd_left(r));
-    uint64_t stripe;
-    memcpy(&stripe, h->sender, sizeof(stripe));
-    nti_mtx *order = &n->notify_order[nti_mix64(stripe) % NTI_NOTIFY_STRIPES];
-    nti_mtx_lock(order);
     if (count > 0 && nti_pool_reserve(n->pool, count)) {
         b.reserved = true;
         nti_reply_ack(n, sr, h, count, NT_OK);
@@ -695,7 +774,9 @@ srv_notify(nt_node *n, nti_sreq *sr, const nti_hdr *h, gsp_rd *r,
     if (b.reserved) {
         nti_pool_unreserve(n->pool, count);
     }
-    nti_mtx_unlock(order);
+    nsender_done(snd, h->seq, !b.reserved && b.accepted < count);
+    nti_cv_broadcast(&st->cv);
+    nti_mtx_unlock(&st->mtx);
     if (!b.reserved) {
         nti_tp_count_notify_in(n->tp, (uint32_t)b.accepted);
         nti_reply_ack(n, sr, h, (uint32_t)b.accepted, status);

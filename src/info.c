@@ -148,6 +148,8 @@ nti_info_stats(nt_node *n, int json, char **out)
         { "dropped_closed", atomic_load(&n->ctr.dropped_closed) },
         { "dropped_unregistered", atomic_load(&n->ctr.dropped_unreg) },
         { "dropped_nomem", atomic_load(&n->ctr.dropped_nomem) },
+        { "notify_predecessor_missing",
+          atomic_load(&n->ctr.notify_pred_missing) },
         { "queue_depth", ps.queued },
         { "handlers_running", ps.running },
         { "threads", ps.threads },

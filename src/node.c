@@ -146,7 +146,8 @@ node_free(nt_node *n, bool keep_shell)
     nti_cv_fini(&n->regs_cv);
     nti_mtx_fini(&n->reg_mtx);
     for (size_t i = 0; i < NTI_NOTIFY_STRIPES; i++) {
-        nti_mtx_fini(&n->notify_order[i]);
+        nti_cv_fini(&n->notify_order[i].cv);
+        nti_mtx_fini(&n->notify_order[i].mtx);
     }
     free(n->listen);
     free(n->advertise);
@@ -270,7 +271,8 @@ nt_node_open(nt_node **out, const nt_config *cfg)
     nti_cv_init(&n->close_cv);
     nti_bufcache_init(&n->slabs);
     for (size_t i = 0; i < NTI_NOTIFY_STRIPES; i++) {
-        nti_mtx_init(&n->notify_order[i]);
+        nti_mtx_init(&n->notify_order[i].mtx);
+        nti_cv_init(&n->notify_order[i].cv);
     }
     nti_mtx_init(&n->reg_mtx);
     nti_cv_init(&n->regs_cv);

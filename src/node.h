@@ -25,8 +25,30 @@
 
 #define NTI_ID_HEX 32
 #define NTI_NOTIFY_STRIPES 16 /* see nt_node.notify_order */
+#define NTI_NOTIFY_SENDERS 16 /* senders remembered per stripe */
+#define NTI_NOTIFY_DONE 8     /* NOTIFY frames remembered per sender */
+#define NTI_NOTIFY_WAIT_MS 100 /* waiting for a frame's predecessor */
 
 /* Counters; relaxed atomics, read for stats. */
+/* What a receiver remembers of a sender's NOTIFY frames (srv_notify):
+ * the seqs of the last ones queued, and which of them it refused, even in
+ * part. */
+typedef struct {
+    uint8_t id[NTI_ID_LEN];
+    uint64_t boot;
+    uint64_t used; /* 0: a free slot; else the stripe's tick at last use */
+    uint64_t done[NTI_NOTIFY_DONE];
+    uint32_t refused; /* bit i: done[i] */
+    unsigned pos;     /* next slot of done */
+} nti_nsender;
+
+typedef struct {
+    nti_mtx mtx; /* held while a frame of one of its senders is queued */
+    nti_cv cv;   /* a frame was done */
+    uint64_t tick;
+    nti_nsender s[NTI_NOTIFY_SENDERS];
+} nti_nstripe;
+
 typedef struct {
     _Atomic uint64_t published;      /* nt_publish calls accepted */
     _Atomic uint64_t delivered;      /* notification handler calls */
@@ -36,6 +58,8 @@ typedef struct {
     _Atomic uint64_t dropped_closed; /* queued work dropped at close */
     _Atomic uint64_t dropped_unreg;  /* target unregistered in flight */
     _Atomic uint64_t dropped_nomem;  /* acked, then out of memory */
+    _Atomic uint64_t notify_pred_missing; /* a NOTIFY's predecessor never
+                                             came (srv_notify) */
 } nti_counters;
 
 /* A remote member as this node knows it.  Its registrations are owned by
@@ -89,8 +113,8 @@ struct nt_node {
     nti_pool *pool;
     nti_bufcache slabs; /* for nti_notes */
     /* A sender's NOTIFY frames are handed to the workers one at a time,
-     * in order (cluster.c, srv_notify): a lock per stripe of senders. */
-    nti_mtx notify_order[NTI_NOTIFY_STRIPES];
+     * in order (cluster.c, srv_notify): per stripe of senders. */
+    nti_nstripe notify_order[NTI_NOTIFY_STRIPES];
     nti_timer *timer;
     nti_rpctab *rpc;
     nti_replies replies;

@@ -21,6 +21,18 @@
  * and a queue of notifications that leave in batches (at most NBATCH in
  * flight).
  *
+ * Two batches in flight.  With one, the publisher and the subscriber took
+ * turns; with two, the next batch travels and is opened while the last is
+ * queued.  Order is kept by the receiver (cluster.c, srv_notify): every
+ * NOTIFY carries in its header's ref the seq of the batch sent to this
+ * peer just before it if that one's ack was not processed yet (tail_seq,
+ * tail_open), else 0; the receiver queues it only after that batch, and
+ * refuses it whole if it refused that batch even in part.  Refused chunks
+ * go back to the queue in creation order (cno), so a refused rest leaves
+ * before the batch after it.  After a refusal (ncap) one batch at a time
+ * again.  Seqs are taken under the peer's lock, so a batch's predecessor
+ * is known even while two threads seal them at once.
+ *
  * Notification chunks.  A notification is encoded once, by the publishing
  * thread, straight into the tail chunk of its peer's queue (under the
  * peer's lock): a queued notification costs no allocation and no
@@ -297,12 +309,13 @@ chunks_free(nchunk *ch)
  * chunk's first unacked item (acked items' bytes are no longer needed)
  * and seals the frame of its next nb items from there. */
 static int
-batch_msg(nti_tp *tp, nchunk *ch, size_t nb, uint64_t *seq, nng_msg **out)
+batch_msg(nti_tp *tp, nchunk *ch, size_t nb, uint64_t prev, uint64_t seq,
+          nng_msg **out)
 {
     size_t start = ch->off[ch->first] - CHUNK_HEAD;
     uint8_t *pt = ch->buf + start;
     size_t len = ch->off[ch->first + nb] - start;
-    *seq = nti_tp_hdr(tp, NTI_T_NOTIFY, ch->dest, ch->dest_boot, 0, pt);
+    nti_tp_hdr_seq(tp, NTI_T_NOTIFY, ch->dest, ch->dest_boot, prev, seq, pt);
     gsp_wr w;
     gsp_wr_init(&w, pt + NTI_HDR_LEN, 4);
     gsp_wr_u32(&w, (uint32_t)nb);
@@ -600,13 +613,20 @@ batch_settle(nti_peer *p, cctx *c, size_t acked, bool requeue)
     nti_mtx_lock(&p->mtx);
     p->batches--;
     p->inflight_items -= sent;
+    if (p->tail_open && p->tail_seq == c->seq) {
+        p->tail_open = false;
+    }
     if (nrest > 0 && requeue && !p->retired) {
         /* Refused in part: the rest is resent after RETRY_MS, and the
          * next batches hold about twice what the peer took, so that a
          * slow receiver does not decode a thousand items to take ten. */
         p->nn += nrest;
         p->retry_at = nti_clock_ms() + RETRY_MS;
-        p->ncap = acked * 2 > NCAP_MIN ? acked * 2 : NCAP_MIN;
+        /* A batch refused whole keeps a cap already set: it may be the
+         * batch in flight behind a refused one, refused for its sake. */
+        if (acked > 0 || p->ncap == 0) {
+            p->ncap = acked * 2 > NCAP_MIN ? acked * 2 : NCAP_MIN;
+        }
         atomic_fetch_add_explicit(&tp->st_notify_retried, nrest,
                                   memory_order_relaxed);
         nrest = 0;
@@ -616,13 +636,19 @@ batch_settle(nti_peer *p, cctx *c, size_t acked, bool requeue)
         ch->first += (uint32_t)nrest; /* lost (fate unknown or refused) */
     }
     if (ch->first < ch->n && !p->retired) {
-        /* Not sent yet, or refused: back to the head, before anything
-         * newer. */
-        ch->next = p->nh;
-        p->nh = ch;
-        if (p->nt == NULL) {
+        /* Not sent yet, or refused: back to the queue, before anything
+         * newer (the other batch in flight may be back already). */
+        nchunk **at = &p->nh;
+        while (*at != NULL && (*at)->cno < ch->cno) {
+            at = &(*at)->next;
+        }
+        ch->next = *at;
+        *at = ch;
+        if (ch->next == NULL) {
             p->nt = ch;
         }
+        /* New items would overtake the other batch in flight. */
+        ch->back = true;
         ch = NULL;
     } else if (ch->first < ch->n) {
         /* Items never sent, on a retired peer: lost like its queue
@@ -898,6 +924,7 @@ peer_kick(nti_peer *p)
         nchunk *batch = NULL;
         nti_xitem *xbatch = NULL;
         nng_msg *pre = NULL; /* a batch sealed ahead */
+        uint64_t bseq = 0, prev = 0; /* a batch's seq, its predecessor's */
         nchunk *ahead = NULL; /* the next one, to seal ahead */
         int xkind = 0;
         size_t nb = 0;
@@ -908,7 +935,8 @@ peer_kick(nti_peer *p)
         }
         uint64_t now_us = nti_clock_us(), now = now_us / 1000u;
         bool want_batch = p->nh != NULL && !p->nh->sealing &&
-                          p->batches < NBATCH && now >= p->retry_at;
+                          p->batches < (p->ncap > 0 ? 1u : NBATCH) &&
+                          now >= p->retry_at;
         bool arm = false;
         if (want_batch && batch_held(p, now_us, &arm)) {
             want_batch = false;
@@ -984,12 +1012,12 @@ peer_kick(nti_peer *p)
             }
             p->rate = (uint32_t)((p->rate * 3u + rt) / 4u);
             p->last_batch_us = now_us;
-            ahead = seal_ahead_take(p);
+            prev = p->tail_open ? p->tail_seq : 0;
             pre = batch->sealed;
             batch->sealed = NULL;
             if (pre != NULL &&
                 (batch->sealed_first != batch->first ||
-                 batch->sealed_nb != nb ||
+                 batch->sealed_nb != nb || batch->sealed_prev != prev ||
                  now - batch->sealed_at > PRESEAL_MAX_MS ||
                  atomic_load_explicit(&tp->seq, memory_order_relaxed) -
                          batch->sealed_seq >
@@ -997,6 +1025,10 @@ peer_kick(nti_peer *p)
                 nng_msg_free(pre);
                 pre = NULL;
             }
+            bseq = pre != NULL ? batch->sealed_seq : nti_tp_next_seq(tp);
+            p->tail_seq = bseq;
+            p->tail_open = true;
+            ahead = seal_ahead_take(p); /* after the tail moved */
         }
         c->state = C_SEND;
         c->req = r;
@@ -1018,12 +1050,13 @@ peer_kick(nti_peer *p)
                                           : NTI_K_INFO;
         if (pre != NULL) {
             m = pre;
-            c->seq = batch->sealed_seq;
+            c->seq = bseq;
             rv = NT_OK;
             atomic_fetch_add_explicit(&tp->st_presealed, 1,
                                       memory_order_relaxed);
         } else if (batch != NULL) {
-            rv = batch_msg(tp, batch, nb, &c->seq, &m);
+            c->seq = bseq;
+            rv = batch_msg(tp, batch, nb, prev, bseq, &m);
         } else if (xbatch != NULL) {
             rv = xbatch_msg(tp, xkind, xbatch, nb, &c->seq, &m);
             if (xkind == XQ_CALLS) {
@@ -1144,7 +1177,7 @@ chunk_for(nti_peer *p, const uint8_t *dest, uint64_t boot, size_t sz)
 {
     nchunk *ch = p->nt;
     if (ch != NULL && ch->n < BATCH_ITEMS && ch->dest_boot == boot &&
-        !ch->sealing && ch->sealed == NULL &&
+        !ch->sealing && ch->sealed == NULL && !ch->back &&
         ch->off[ch->n] - ch->off[ch->first] + sz <= batch_bytes(p->tp) &&
         memcmp(ch->dest, dest, NTI_ID_LEN) == 0) {
         size_t need = ch->off[ch->n] + sz;
@@ -1179,6 +1212,8 @@ chunk_for(nti_peer *p, const uint8_t *dest, uint64_t boot, size_t sz)
     memcpy(ch->dest, dest, NTI_ID_LEN);
     ch->dest_boot = boot;
     ch->n = ch->first = 0;
+    ch->cno = p->next_cno++;
+    ch->back = false;
     ch->sealing = false;
     ch->sealed = NULL;
     ch->off[0] = CHUNK_HEAD;
@@ -1206,6 +1241,8 @@ seal_ahead_take(nti_peer *p)
         return NULL;
     }
     ch->sealing = true;
+    ch->sealed_seq = nti_tp_next_seq(p->tp);
+    ch->sealed_prev = p->tail_open ? p->tail_seq : 0;
     p->sealing++;
     return ch;
 }
@@ -1218,16 +1255,14 @@ seal_ahead(nti_peer *p, nchunk *h)
 {
     nti_tp *tp = p->tp;
     uint32_t first = h->first, nb = h->n - h->first;
-    uint64_t seq = 0;
     nng_msg *m = NULL;
-    int rv = batch_msg(tp, h, nb, &seq, &m);
+    int rv = batch_msg(tp, h, nb, h->sealed_prev, h->sealed_seq, &m);
     nti_mtx_lock(&p->mtx);
     h->sealing = false;
     if (rv == NT_OK) {
         h->sealed = m;
         h->sealed_first = first;
         h->sealed_nb = nb;
-        h->sealed_seq = seq;
         h->sealed_at = nti_clock_ms();
     }
     if (--p->sealing == 0) {

@@ -353,15 +353,29 @@ nti_open_frame(nti_tp *tp, const uint8_t *frame, size_t len, uint8_t **pt,
 }
 
 uint64_t
+nti_tp_next_seq(nti_tp *tp)
+{
+    return atomic_fetch_add_explicit(&tp->seq, 1, memory_order_relaxed) + 1;
+}
+
+uint64_t
 nti_tp_hdr(nti_tp *tp, uint8_t type, const uint8_t *dest, uint64_t dest_boot,
            uint64_t ref, uint8_t *buf)
+{
+    return nti_tp_hdr_seq(tp, type, dest, dest_boot, ref, nti_tp_next_seq(tp),
+                          buf);
+}
+
+uint64_t
+nti_tp_hdr_seq(nti_tp *tp, uint8_t type, const uint8_t *dest,
+               uint64_t dest_boot, uint64_t ref, uint64_t seq, uint8_t *buf)
 {
     nti_hdr h;
     memset(&h, 0, sizeof(h));
     h.type = type;
     memcpy(h.sender, tp->self_id, NTI_ID_LEN);
     h.sender_boot = tp->cfg.boot;
-    h.seq = atomic_fetch_add_explicit(&tp->seq, 1, memory_order_relaxed) + 1;
+    h.seq = seq;
     if (dest != NULL) {
         memcpy(h.dest, dest, NTI_ID_LEN);
     }

@@ -166,6 +166,11 @@ struct nti_creq {
  * buf (NTI_HDR_LEN bytes); fills seq.  Returns the seq. */
 uint64_t nti_tp_hdr(nti_tp *tp, uint8_t type, const uint8_t *dest,
                     uint64_t dest_boot, uint64_t ref, uint8_t *buf);
+/* The same with a seq taken before from nti_tp_next_seq. */
+uint64_t nti_tp_hdr_seq(nti_tp *tp, uint8_t type, const uint8_t *dest,
+                        uint64_t dest_boot, uint64_t ref, uint64_t seq,
+                        uint8_t *buf);
+uint64_t nti_tp_next_seq(nti_tp *tp);
 /* Queues r to p.  Takes r->frame (freed by the transport) on NT_OK only.
  * Errors: NT_ECLOSED, NT_EUNREACHABLE (peer retired), NT_EAGAIN (queue
  * full), NT_ENOMEM, NT_EMSGSIZE. */

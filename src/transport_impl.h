@@ -18,16 +18,17 @@
 #define NRECV 16          /* server contexts waiting in receive */
 #define MAX_CTX_CAP 4096  /* client contexts per peer, at most */
 #define GOSSIP_CTX 8      /* contexts kept for gossip beyond the data limit */
-/* One notification batch in flight per peer: the next leaves only once
- * the last one's ack has been processed, so the receiver handles a
- * sender's batches one after another and a refused rest is back at the
- * head of the queue before anything newer leaves.  That is what keeps
- * notifications of one (sender, object, id) in publish order across
- * nodes (tests/cluster/test_cluster.c, test_batched_order_and_mix): with
- * two or four in flight, batches were handled concurrently by the
- * receiver's threads and a refused rest was overtaken by the next batch.
- * The cost is the pipelining: see docs/PERFORMANCE.md, "Notifications". */
-#define NBATCH 1
+/* Notification batches in flight per peer (one after a refusal, until
+ * batches are taken whole again).  Order across nodes (notifications of
+ * one (sender, object, id) in publish order, tests/cluster/test_cluster.c
+ * test_batched_order_*) rests on the receiver queueing a sender's
+ * batches one after another: each NOTIFY names the batch sent before it
+ * and still unacknowledged (its header's ref), the receiver waits for
+ * that one, and refuses whole a batch whose predecessor it refused even
+ * in part, so that the refused rest, put back in chunk order, leaves
+ * first (peer.c "Two batches in flight", cluster.c srv_notify). */
+#define NBATCH 2
+#define NOTIFY_WAIT_MS 100 /* a receiver waits this long for a predecessor */
 /* Call frames (and result frames) in flight per peer, each.  Two, not
  * four: calls that wait for a free frame leave together, and on the
  * bench machine 2 beat 4 at every concurrency measured (64 in flight:
@@ -79,10 +80,12 @@ typedef struct nchunk {
     uint32_t first; /* items already acked (a partial ack) */
     size_t cap;     /* bytes allocated for buf */
     uint8_t *buf;
+    uint64_t cno;   /* order of creation in its peer's queue */
+    bool back;      /* came back from the wire: nothing more joins it */
     bool sealing;   /* a publisher seals it ahead (no one else touches it) */
     nng_msg *sealed; /* sealed ahead: items [sealed_first, +sealed_nb) */
     uint32_t sealed_first, sealed_nb;
-    uint64_t sealed_seq, sealed_at;
+    uint64_t sealed_seq, sealed_prev, sealed_at;
     uint32_t off[BATCH_ITEMS + 1];
 } nchunk;
 
@@ -144,6 +147,9 @@ struct nti_peer {
     size_t nn, reserved; /* items queued, items reserved */
     size_t inflight_items; /* in batches on the wire: count against depth */
     size_t ncap;           /* items per batch after a refusal (0: no cap) */
+    uint64_t next_cno;      /* for nchunk.cno */
+    uint64_t tail_seq;      /* the last batch sent, */
+    bool tail_open;         /* while its ack is not processed */
     uint64_t last_batch_us; /* when the last batch left */
     uint32_t rate;          /* notifications per ms, smoothed */
     uint64_t hold_until_us; /* holding a partial batch until then (or 0) */
