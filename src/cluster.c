@@ -1169,6 +1169,7 @@ nti_cluster_stats(nt_node *n, void (*row)(void *, const char *, uint64_t),
     row(arg, "notify_unacked", ts.notify_unacked);
     row(arg, "notify_retried", ts.notify_retried);
     row(arg, "notify_batches_sealed_ahead", ts.notify_presealed);
+    row(arg, "notify_batches_held", ts.notify_held);
     row(arg, "notify_queued_remote", ts.notify_queued);
     row(arg, "connects", ts.connects);
     row(arg, "disconnects", ts.disconnects);

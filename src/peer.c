@@ -66,10 +66,11 @@
  * that batches stay small (~200 items at 1.5 M/s to four peers): the
  * fixed cost per frame (wake-ups and system calls in both processes, an
  * ack) then dominates.  So a peer that receives at least HOLD_RATE
- * notifications per ms (smoothed over the last batches) gets a batch of
- * fewer than HOLD_ITEMS items only once it has been held HOLD_MS (the
- * maintenance thread, woken for it, sends it then; the publisher that
- * brings the head chunk to HOLD_ITEMS sends it at once).  Below that rate nothing is held: a lone
+ * notifications per ms (smoothed over the last batches) gets a batch that
+ * is not full (fewer than HOLD_ITEMS items, and no chunk behind it) only
+ * once it has been held HOLD_MS: the maintenance thread, woken for it,
+ * sends it then, and the publisher that fills it sends it at once.  Below
+ * that rate, or after a pause of HOLD_IDLE_MS, nothing is held: a lone
  * notification, or a moderate stream, leaves at once.  The cost is up to
  * HOLD_MS more latency for items of a fast stream.
  *
@@ -887,8 +888,11 @@ static bool
 batch_held(nti_peer *p, uint64_t now_us, bool *arm)
 {
     nchunk *ch = p->nh;
-    if (ch->n - ch->first >= HOLD_ITEMS || p->ncap > 0 ||
+    /* A chunk followed by another is full (by bytes, maybe). */
+    if (ch->n - ch->first >= HOLD_ITEMS || ch->next != NULL || p->ncap > 0 ||
         p->rate < HOLD_RATE ||
+        (p->hold_until_us == 0 &&
+         now_us - p->last_batch_us > HOLD_IDLE_MS * 1000u) ||
         (p->hold_until_us != 0 && now_us >= p->hold_until_us)) {
         p->hold_until_us = 0;
         return false;
@@ -905,6 +909,7 @@ batch_held(nti_peer *p, uint64_t now_us, bool *arm)
 static void
 hold_wake(nti_tp *tp, uint64_t now_us)
 {
+    atomic_fetch_add_explicit(&tp->st_held, 1, memory_order_relaxed);
     uint64_t due = (now_us + 999u) / 1000u + HOLD_MS;
     nti_mtx_lock(&tp->peers_mtx);
     if (due < tp->hold_due) {
@@ -1311,6 +1316,7 @@ peer_notify(nti_peer *p, const nti_msg *m, const uint8_t *dest,
      * leaves on its timer, or once it is large enough. */
     bool kick = rv == NT_OK && p->batches < NBATCH &&
                 (p->hold_until_us == 0 || p->nh == NULL ||
+                 p->nh->next != NULL ||
                  p->nh->n - p->nh->first >= HOLD_ITEMS);
     nti_mtx_unlock(&p->mtx);
     if (ahead != NULL && seal_ahead(p, ahead)) {

@@ -69,6 +69,7 @@ typedef struct {
     uint64_t notify_unacked;     /* in flight when a connection failed */
     uint64_t notify_retried;     /* refused by a full peer, queued again */
     uint64_t notify_presealed;   /* batches sent as sealed ahead */
+    uint64_t notify_held;        /* partial batches held (peer.c) */
     uint64_t connects, disconnects;
     uint64_t peers;              /* open peer connections */
     uint64_t notify_queued;      /* waiting in peer queues */

@@ -57,9 +57,10 @@
 /* Holding partial batches (peer.c, "Holding"): a peer receiving at least
  * HOLD_RATE notifications per ms gets a batch of fewer than HOLD_ITEMS
  * only after it waited HOLD_MS. */
-#define HOLD_ITEMS 512
+#define HOLD_ITEMS BATCH_ITEMS
 #define HOLD_RATE 100
 #define HOLD_MS 1
+#define HOLD_IDLE_MS 5 /* no batch for this long: the stream paused */
 #define PRESEAL_MAX_SEQS (REPLAY_WINDOW / 2)
 #define REPLAY_SENDERS 4096
 
@@ -226,7 +227,8 @@ struct nti_tp {
     _Atomic uint64_t st_kbytes[2][NTI_K_COUNT];
     _Atomic uint64_t st_notify_in;
     _Atomic uint64_t st_rejected, st_notify_sent, st_notify_unacked,
-        st_notify_retried, st_connects, st_disconnects, st_presealed;
+        st_notify_retried, st_connects, st_disconnects, st_presealed,
+        st_held;
     _Atomic uint64_t st_call_frames, st_calls, st_late, st_deferred;
 };
 

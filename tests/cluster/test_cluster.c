@@ -185,6 +185,8 @@ test_remote_publish_and_rpc(void)
     CU_ASSERT_EQUAL(tu_counter_wait(&s2.n, 1, 10000), 1);
     CU_ASSERT_STRING_EQUAL(s1.last_from, nt_node_id(v[0]));
     CU_ASSERT_EQUAL(s2.last_id, 7);
+    /* A lone notification is never held back for more. */
+    CU_ASSERT_EQUAL(stat_of(v[0], "notify_batches_held"), 0);
 
     /* RPC to the node that serves it; the reply names it. */
     nt_results *res = NULL;
@@ -785,9 +787,10 @@ batched_order_run(unsigned depth, uint32_t total)
     long long missing = stat_of(b, "notify_predecessor_missing");
     printf("\n  depth %u: %u published (%ld refused at the publisher), "
            "%lld items retried after a partial ack, %lld of %lld frames "
-           "sealed ahead, %lld predecessors missing\n", depth, total,
-           refused, retried, stat_of(a, "notify_batches_sealed_ahead"),
-           stat_of(a, "frames_out"), missing);
+           "sealed ahead, %lld held, %lld predecessors missing\n", depth,
+           total, refused, retried,
+           stat_of(a, "notify_batches_sealed_ahead"), stat_of(a, "frames_out"),
+           stat_of(a, "notify_batches_held"), missing);
     /* No connection was lost, so every frame's predecessor came (under
      * valgrind a slow thread may miss the wait, which is only a delay). */
     if (getenv("NT_TEST_SLOW") == NULL) {
