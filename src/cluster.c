@@ -470,6 +470,26 @@ on_event(void *arg, const gsp_event *ev)
     }
 }
 
+/* Transport hook (peer.c, "Holding"): completions of our calls are
+ * queued, and their callbacks tend to make the next calls. */
+static bool
+calls_coming(void *arg)
+{
+    nt_node *n = arg;
+    return nti_rpctab_cbs_queued(n->rpc);
+}
+
+/* After the last queued callback ran: call frames held for it leave.  Not
+ * once close began (the transport goes before the node). */
+static void
+calls_idle(void *arg)
+{
+    nt_node *n = arg;
+    if (!atomic_load(&n->closing) && n->tp != NULL) {
+        nti_tp_calls_idle(n->tp);
+    }
+}
+
 static void
 peer_event(void *arg, nti_peer *p, bool up)
 {
@@ -1170,6 +1190,7 @@ nti_cluster_stats(nt_node *n, void (*row)(void *, const char *, uint64_t),
     row(arg, "notify_retried", ts.notify_retried);
     row(arg, "notify_batches_sealed_ahead", ts.notify_presealed);
     row(arg, "notify_batches_held", ts.notify_held);
+    row(arg, "call_frames_held", ts.calls_held);
     row(arg, "notify_queued_remote", ts.notify_queued);
     row(arg, "connects", ts.connects);
     row(arg, "disconnects", ts.disconnects);
@@ -1447,12 +1468,13 @@ nti_cluster_open(nt_node *n)
         .max_conns = n->max_conns,
         .max_peer_inflight = n->max_peer_inflight,
         .log = &n->log,
-        .ops = { gossip_in, request_in, peer_event },
+        .ops = { gossip_in, request_in, peer_event, calls_coming },
         .ops_arg = n,
     };
     if ((rv = nti_tp_alloc(&n->tp, &tc)) != NT_OK) {
         return rv;
     }
+    nti_rpctab_set_idle(n->rpc, calls_idle, n);
     if (nti_is_publisher(n)) {
         size_t k = 0;
         while (n->smap[k] != NULL) {

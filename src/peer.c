@@ -74,6 +74,18 @@
  * notification, or a moderate stream, leaves at once.  The cost is up to
  * HOLD_MS more latency for items of a fast stream.
  *
+ * Calls are held the same way, for a different reason.  With many calls
+ * in flight, a CALLS_ACK completes a dozen calls at once; their callbacks
+ * run on the workers one by one and typically make the next calls.  The
+ * first of those took the frame slot the ack freed and left alone, and
+ * the rest waited a whole round trip for the next slot: half the call
+ * frames carried one to four calls.  So while another call frame is in
+ * flight and the node reports callbacks still queued (ops.calls_coming),
+ * a frame of fewer than CALL_HOLD_ITEMS calls waits: until those
+ * callbacks have run (nti_tp_calls_idle, from the last of them), or
+ * HOLD_MS.  A lone call, or calls made while none is in flight, are never
+ * held, so call latency does not change.
+ *
  * Connection loss.  nng 1.5.2 re-sends a context's request after its pipe
  * closes, even with resend disabled.  The pipe-remove callback only bumps
  * the peer's generation and wakes the maintenance thread (no socket calls
@@ -102,6 +114,7 @@ static void ctx_sent(nti_peer *p, cctx *c);
 static void peer_kick(nti_peer *p);
 static void peer_sent(nti_peer *p);
 static nchunk *seal_ahead_take(nti_peer *p);
+static bool calls_held(nti_peer *p, uint64_t now_us, bool *arm);
 static bool seal_ahead(nti_peer *p, nchunk *h);
 
 static void
@@ -900,8 +913,65 @@ batch_held(nti_peer *p, uint64_t now_us, bool *arm)
     if (p->hold_until_us == 0) {
         p->hold_until_us = now_us + HOLD_MS * 1000u;
         *arm = true;
+        atomic_fetch_add_explicit(&p->tp->st_held, 1, memory_order_relaxed);
     }
     return true;
+}
+
+/* Whether the call frame that could leave now is held (design notes,
+ * "Holding"); *arm: the caller wakes the maintenance thread.  Lock held. */
+static bool
+calls_held(nti_peer *p, uint64_t now_us, bool *arm)
+{
+    nti_tp *tp = p->tp;
+    xqueue *q = &p->xq[XQ_CALLS];
+    if (q->batches == 0 || q->n >= CALL_HOLD_ITEMS ||
+        tp->cfg.ops.calls_coming == NULL ||
+        (q->hold_until_us != 0 && now_us >= q->hold_until_us)) {
+        q->hold_until_us = 0;
+        return false;
+    }
+    /* Set before asking, so that nti_tp_calls_idle, run after the count
+     * fell to zero, sees it. */
+    atomic_store(&tp->calls_held, true);
+    if (!tp->cfg.ops.calls_coming(tp->cfg.ops_arg)) {
+        q->hold_until_us = 0;
+        return false;
+    }
+    if (q->hold_until_us == 0) {
+        q->hold_until_us = now_us + HOLD_MS * 1000u;
+        *arm = true;
+        atomic_fetch_add_explicit(&tp->st_calls_held, 1,
+                                  memory_order_relaxed);
+    }
+    return true;
+}
+
+void
+nti_tp_calls_idle(nti_tp *tp)
+{
+    if (!atomic_exchange(&tp->calls_held, false)) {
+        return;
+    }
+    nti_peer *held[64];
+    size_t n = 0;
+    nti_mtx_lock(&tp->peers_mtx);
+    for (nti_peer *p = tp->peers; p != NULL; p = p->next) {
+        nti_mtx_lock(&p->mtx);
+        bool h = p->xq[XQ_CALLS].hold_until_us != 0 && !p->closed;
+        nti_mtx_unlock(&p->mtx);
+        if (h && n < 64) {
+            nti_peer_hold(p);
+            held[n++] = p;
+        } else if (h) {
+            atomic_store(&tp->calls_held, true); /* the maintenance thread */
+        }
+    }
+    nti_mtx_unlock(&tp->peers_mtx);
+    for (size_t i = 0; i < n; i++) {
+        peer_kick(held[i]);
+        nti_peer_rele(held[i]);
+    }
 }
 
 /* A batch is held from now_us: the maintenance thread wakes in time to
@@ -909,7 +979,6 @@ batch_held(nti_peer *p, uint64_t now_us, bool *arm)
 static void
 hold_wake(nti_tp *tp, uint64_t now_us)
 {
-    atomic_fetch_add_explicit(&tp->st_held, 1, memory_order_relaxed);
     uint64_t due = (now_us + 999u) / 1000u + HOLD_MS;
     nti_mtx_lock(&tp->peers_mtx);
     if (due < tp->hold_due) {
@@ -953,6 +1022,9 @@ peer_kick(nti_peer *p)
                         (k != XQ_CALLS || p->xq[k].inflight <
                                               tp->cfg.max_peer_inflight);
         }
+        if (want_x[XQ_CALLS] && calls_held(p, now_us, &arm)) {
+            want_x[XQ_CALLS] = false;
+        }
         if (p->gh == NULL && p->qh == NULL && !want_batch && !want_x[0] &&
             !want_x[1]) {
             nti_mtx_unlock(&p->mtx);
@@ -992,6 +1064,7 @@ peer_kick(nti_peer *p)
             /* Results first: they finish calls already running. */
             xkind = want_x[XQ_RESULTS] ? XQ_RESULTS : XQ_CALLS;
             xbatch = xbatch_take(p, xkind, &nb);
+            p->xq[xkind].hold_until_us = 0;
         } else {
             /* A batch: the head chunk, out of the queue while in flight;
              * after a refusal only as many of its items as the peer may
@@ -1550,10 +1623,14 @@ nti_maint_main(void *arg)
             nti_peer *p = *pp;
             nti_mtx_lock(&p->mtx);
             bool reset = p->reset_pending;
-            if (p->hold_until_us != 0 && now * 1000u < p->hold_until_us) {
-                /* Woken early: wake again for it. */
-                uint64_t hd = (p->hold_until_us + 999u) / 1000u;
-                tp->hold_due = hd < tp->hold_due ? hd : tp->hold_due;
+            uint64_t hu[2] = { p->hold_until_us,
+                               p->xq[XQ_CALLS].hold_until_us };
+            for (int k = 0; k < 2; k++) {
+                if (hu[k] != 0 && now * 1000u < hu[k]) {
+                    /* Woken early: wake again for it. */
+                    uint64_t hd = (hu[k] + 999u) / 1000u;
+                    tp->hold_due = hd < tp->hold_due ? hd : tp->hold_due;
+                }
             }
             bool retry = (p->nh != NULL && now >= p->retry_at) ||
                          (p->hold_until_us != 0 &&

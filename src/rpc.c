@@ -41,6 +41,9 @@ struct nti_rpctab {
     nti_lat_hist lat;
     struct nti_timer *timer;
     struct nti_pool *pool;
+    _Atomic size_t cbs_queued; /* callbacks queued, not started yet */
+    void (*idle_fn)(void *);   /* after the last of them (set once) */
+    void *idle_arg;
 };
 
 struct nti_call {
@@ -49,6 +52,7 @@ struct nti_call {
     nti_call *prev, *next;
     size_t n, done;
     bool started, complete, closed;
+    bool cb_queued; /* counted in tab->cbs_queued */
     bool unmeasured;
     bool inline_cb; /* internal callback: run where the call completes */
     uint64_t start_us;
@@ -148,11 +152,33 @@ static void
 cb_run(nti_task *t)
 {
     nti_call *c = (nti_call *)((char *)t - offsetof(nti_call, cbtask));
+    nti_rpctab *tab = c->tab;
+    bool last = false;
+    if (c->cb_queued) {
+        c->cb_queued = false;
+        last = atomic_fetch_sub(&tab->cbs_queued, 1) == 1;
+    }
     nt_results *res = c->res;
     c->res = NULL;
     c->cb(c->cbarg, c->closed ? NT_ECLOSED : NT_OK, res);
     nt_results_free(res);
     nti_call_rele(c);
+    if (last && tab->idle_fn != NULL) {
+        tab->idle_fn(tab->idle_arg);
+    }
+}
+
+bool
+nti_rpctab_cbs_queued(nti_rpctab *tab)
+{
+    return atomic_load(&tab->cbs_queued) > 0;
+}
+
+void
+nti_rpctab_set_idle(nti_rpctab *tab, void (*fn)(void *), void *arg)
+{
+    tab->idle_fn = fn;
+    tab->idle_arg = arg;
 }
 
 static void
@@ -330,6 +356,10 @@ finish(nti_call *c, bool dispatch)
     if (dispatch) {
         /* The pending reference moves to the callback task. */
         c->cbtask.next = NULL;
+        if (!c->inline_cb) {
+            c->cb_queued = true;
+            atomic_fetch_add(&c->tab->cbs_queued, 1);
+        }
         if (c->inline_cb ||
             nti_pool_push_shared(c->tab->pool, &c->cbtask, 1, true) !=
                 NT_OK) {

@@ -32,6 +32,11 @@ typedef struct nti_waiter {
 int nti_rpctab_alloc(nti_rpctab **out, struct nti_timer *timer,
                      struct nti_pool *pool);
 void nti_rpctab_free(nti_rpctab *tab);
+/* Whether asynchronous callbacks are queued that have not started (they
+ * tend to make the next calls: peer.c holds a small call frame for them),
+ * and what runs after the last of them returned (set before any call). */
+bool nti_rpctab_cbs_queued(nti_rpctab *tab);
+void nti_rpctab_set_idle(nti_rpctab *tab, void (*fn)(void *), void *arg);
 
 /* A call with n slots, not yet started; node_ids[i] names the target of
  * slot i and peers[i] its peer generation (0 = local). */

@@ -1125,6 +1125,7 @@ nti_tp_stats_get(nti_tp *tp, nti_tp_stats *st)
     st->notify_retried = atomic_load(&tp->st_notify_retried);
     st->notify_presealed = atomic_load(&tp->st_presealed);
     st->notify_held = atomic_load(&tp->st_held);
+    st->calls_held = atomic_load(&tp->st_calls_held);
     st->connects = atomic_load(&tp->st_connects);
     st->disconnects = atomic_load(&tp->st_disconnects);
     st->requests_held = atomic_load(&tp->held);

@@ -70,6 +70,7 @@ typedef struct {
     uint64_t notify_retried;     /* refused by a full peer, queued again */
     uint64_t notify_presealed;   /* batches sent as sealed ahead */
     uint64_t notify_held;        /* partial batches held (peer.c) */
+    uint64_t calls_held;         /* call frames held (peer.c) */
     uint64_t connects, disconnects;
     uint64_t peers;              /* open peer connections */
     uint64_t notify_queued;      /* waiting in peer queues */
@@ -93,6 +94,9 @@ typedef struct {
                        const uint8_t *pt, size_t len);
     /* A peer connection came up or went down (logging, peer loss). */
     void (*peer_event)(void *arg, nti_peer *p, bool up);
+    /* Optional: whether completions of our calls are queued that have not
+     * run yet (they tend to make the next calls; peer.c, "Holding"). */
+    bool (*calls_coming)(void *arg);
 } nti_tp_ops;
 
 typedef struct {
@@ -172,6 +176,9 @@ uint64_t nti_tp_hdr_seq(nti_tp *tp, uint8_t type, const uint8_t *dest,
                         uint64_t dest_boot, uint64_t ref, uint64_t seq,
                         uint8_t *buf);
 uint64_t nti_tp_next_seq(nti_tp *tp);
+/* The completions calls_coming reported have run: call frames held for
+ * them leave now. */
+void nti_tp_calls_idle(nti_tp *tp);
 /* Queues r to p.  Takes r->frame (freed by the transport) on NT_OK only.
  * Errors: NT_ECLOSED, NT_EUNREACHABLE (peer retired), NT_EAGAIN (queue
  * full), NT_ENOMEM, NT_EMSGSIZE. */

@@ -61,6 +61,7 @@
 #define HOLD_RATE 100
 #define HOLD_MS 1
 #define HOLD_IDLE_MS 5 /* no batch for this long: the stream paused */
+#define CALL_HOLD_ITEMS 32 /* a call frame with fewer may be held */
 #define PRESEAL_MAX_SEQS (REPLAY_WINDOW / 2)
 #define REPLAY_SENDERS 4096
 
@@ -97,6 +98,7 @@ typedef struct {
     unsigned batches; /* frames in flight */
     size_t inflight;  /* items in them */
     uint64_t retry_at;
+    uint64_t hold_until_us; /* calls: held until then (or 0) */
 } xqueue;
 
 enum { XQ_CALLS = 0, XQ_RESULTS = 1 };
@@ -207,6 +209,7 @@ struct nti_tp {
     nti_mtx peers_mtx; /* guards peers, peer_tab, stop, hold_due */
     nti_cv maint_cv;
     uint64_t hold_due; /* ms: the maintenance thread wakes a held batch */
+    _Atomic bool calls_held; /* some peer may hold a call frame */
     nti_peer *peers;
     nti_htab peer_tab;
     bool stop;
@@ -228,7 +231,7 @@ struct nti_tp {
     _Atomic uint64_t st_notify_in;
     _Atomic uint64_t st_rejected, st_notify_sent, st_notify_unacked,
         st_notify_retried, st_connects, st_disconnects, st_presealed,
-        st_held;
+        st_held, st_calls_held;
     _Atomic uint64_t st_call_frames, st_calls, st_late, st_deferred;
 };
 

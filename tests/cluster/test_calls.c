@@ -7,6 +7,7 @@
  * the limit; a late answer after the caller's deadline is harmless.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "notifier/notifier.h"
 #include "statutil.h"
@@ -155,6 +156,73 @@ pair_open(nt_node **caller, nt_node **callee, unsigned workers,
     CU_ASSERT_EQUAL_FATAL(nt_node_wait_members(*callee, 2, 20000), NT_OK);
     CU_ASSERT_EQUAL_FATAL(nt_node_wait_converged(*caller, 20000), NT_OK);
     CU_ASSERT_EQUAL_FATAL(nt_node_wait_converged(*callee, 20000), NT_OK);
+}
+
+/* A window of asynchronous calls kept full from the callbacks (each
+ * answer starts the next call), the pattern call frames are held for
+ * (peer.c, "Holding"); then a burst started from one thread whose
+ * callbacks start nothing, so that a held frame must leave when the last
+ * callback returns.  Every call is answered, intact. */
+typedef struct {
+    nt_node *n;
+    tally t;
+    atomic_uint started;
+    unsigned total;
+} refill;
+
+static void
+on_refill(void *arg, int status, const nt_results *r)
+{
+    refill *w = arg;
+    on_tally(&w->t, status, r);
+    unsigned i = atomic_fetch_add(&w->started, 1);
+    if (i < w->total &&
+        nt_rpc_call(w->n, "svc", i, "fast", "ping", 4, 20000, on_refill,
+                    w) != NT_OK) {
+        tu_counter_add(&w->t.done, 1); /* counted as missing below */
+    }
+}
+
+static void
+test_call_window_refilled(void)
+{
+    gate g;
+    gate_init(&g);
+    nt_node *caller, *callee;
+    pair_open(&caller, &callee, 2, 0, &g);
+    refill w = { .n = caller, .total = 3000 };
+    tally_init(&w.t, "ping");
+    atomic_init(&w.started, 64);
+    for (unsigned i = 0; i < 64; i++) {
+        CU_ASSERT_EQUAL_FATAL(nt_rpc_call(caller, "svc", i, "fast", "ping", 4,
+                                          20000, on_refill, &w), NT_OK);
+    }
+    CU_ASSERT_EQUAL(tu_counter_wait(&w.t.done, w.total, 60000), w.total);
+    CU_ASSERT_EQUAL(w.t.ok, w.total);
+    long long held = stat_of(caller, "call_frames_held");
+    long long frames = stat_of(caller, "call_frames_sent");
+    printf("\n  %u calls in %lld frames, %lld held for callbacks\n", w.total,
+           frames, held);
+
+    /* A burst from this thread; the callbacks only count. */
+    tally t;
+    tally_init(&t, "ping");
+    for (unsigned i = 0; i < 500; i++) {
+        int rv;
+        while ((rv = nt_rpc_call(caller, "svc", i, "fast", "ping", 4, 20000,
+                                 on_tally, &t)) == NT_EAGAIN) {
+            tu_counter_wait(&t.done, tu_counter_get(&t.done) + 1, 10);
+        }
+        CU_ASSERT_EQUAL_FATAL(rv, NT_OK);
+    }
+    CU_ASSERT_EQUAL(tu_counter_wait(&t.done, 500, 60000), 500);
+    CU_ASSERT_EQUAL(t.ok, 500);
+    gate_open(&g);
+    nt_node_close(caller, 5000);
+    nt_node_close(callee, 5000);
+    tally_fini(&t);
+    tally_fini(&w.t);
+    gate_fini(&g);
 }
 
 /* Slow calls mixed into a stream of fast ones: every fast call is answered
@@ -366,6 +434,7 @@ main(void)
 {
     static const nt_test tests[] = {
         NT_TEST(test_no_head_of_line_blocking),
+        NT_TEST(test_call_window_refilled),
         NT_TEST(test_inflight_limit_refuses),
         NT_TEST(test_peer_limit_counts_late_calls),
         NT_TEST(test_close_with_call_waiting),
