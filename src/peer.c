@@ -895,6 +895,26 @@ ctx_send(nti_peer *p, cctx *c, nng_msg *m)
     nng_ctx_send(c->ctx, c->aio);
 }
 
+/* One step of a hold ending at *until_us (0: none yet): a new hold starts
+ * (counted in *started; *arm: the caller wakes the maintenance thread),
+ * goes on, or is over (false).  Lock held. */
+static bool
+hold_step(uint64_t *until_us, uint64_t now_us, bool *arm,
+          _Atomic uint64_t *started)
+{
+    if (*until_us == 0) {
+        *until_us = now_us + HOLD_MS * 1000u;
+        *arm = true;
+        atomic_fetch_add_explicit(started, 1, memory_order_relaxed);
+        return true;
+    }
+    if (now_us >= *until_us) {
+        *until_us = 0;
+        return false;
+    }
+    return true;
+}
+
 /* Whether the head chunk, which could leave now, is held (design notes,
  * "Holding"); *arm: the caller starts the timer.  Lock held. */
 static bool
@@ -905,17 +925,11 @@ batch_held(nti_peer *p, uint64_t now_us, bool *arm)
     if (ch->n - ch->first >= HOLD_ITEMS || ch->next != NULL || p->ncap > 0 ||
         p->rate < HOLD_RATE ||
         (p->hold_until_us == 0 &&
-         now_us - p->last_batch_us > HOLD_IDLE_MS * 1000u) ||
-        (p->hold_until_us != 0 && now_us >= p->hold_until_us)) {
+         now_us - p->last_batch_us > HOLD_IDLE_MS * 1000u)) {
         p->hold_until_us = 0;
         return false;
     }
-    if (p->hold_until_us == 0) {
-        p->hold_until_us = now_us + HOLD_MS * 1000u;
-        *arm = true;
-        atomic_fetch_add_explicit(&p->tp->st_held, 1, memory_order_relaxed);
-    }
-    return true;
+    return hold_step(&p->hold_until_us, now_us, arm, &p->tp->st_held);
 }
 
 /* Whether the call frame that could leave now is held (design notes,
@@ -926,8 +940,7 @@ calls_held(nti_peer *p, uint64_t now_us, bool *arm)
     nti_tp *tp = p->tp;
     xqueue *q = &p->xq[XQ_CALLS];
     if (q->batches == 0 || q->n >= CALL_HOLD_ITEMS ||
-        tp->cfg.ops.calls_coming == NULL ||
-        (q->hold_until_us != 0 && now_us >= q->hold_until_us)) {
+        tp->cfg.ops.calls_coming == NULL) {
         q->hold_until_us = 0;
         return false;
     }
@@ -938,13 +951,7 @@ calls_held(nti_peer *p, uint64_t now_us, bool *arm)
         q->hold_until_us = 0;
         return false;
     }
-    if (q->hold_until_us == 0) {
-        q->hold_until_us = now_us + HOLD_MS * 1000u;
-        *arm = true;
-        atomic_fetch_add_explicit(&tp->st_calls_held, 1,
-                                  memory_order_relaxed);
-    }
-    return true;
+    return hold_step(&q->hold_until_us, now_us, arm, &tp->st_calls_held);
 }
 
 void
@@ -1025,19 +1032,16 @@ peer_kick(nti_peer *p)
         if (want_x[XQ_CALLS] && calls_held(p, now_us, &arm)) {
             want_x[XQ_CALLS] = false;
         }
-        if (p->gh == NULL && p->qh == NULL && !want_batch && !want_x[0] &&
-            !want_x[1]) {
-            nti_mtx_unlock(&p->mtx);
-            if (arm) {
-                hold_wake(tp, now_us);
-            }
-            return;
-        }
         if (arm) {
-            /* Then the other work: the batch stays held. */
+            /* Then look again: what is held stays held. */
             nti_mtx_unlock(&p->mtx);
             hold_wake(tp, now_us);
             continue;
+        }
+        if (p->gh == NULL && p->qh == NULL && !want_batch && !want_x[0] &&
+            !want_x[1]) {
+            nti_mtx_unlock(&p->mtx);
+            return;
         }
         cctx *c = ctx_take(p, p->gh != NULL);
         if (c == NULL) {

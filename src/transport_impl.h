@@ -28,7 +28,6 @@
  * in part, so that the refused rest, put back in chunk order, leaves
  * first (peer.c "Two batches in flight", cluster.c srv_notify). */
 #define NBATCH 2
-#define NOTIFY_WAIT_MS 100 /* a receiver waits this long for a predecessor */
 /* Call frames (and result frames) in flight per peer, each.  Two, not
  * four: calls that wait for a free frame leave together, and on the
  * bench machine 2 beat 4 at every concurrency measured (64 in flight:
